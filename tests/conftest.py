@@ -1,0 +1,42 @@
+"""Shared fixtures: each test session gets its own RadSight data folder; shared/testdata path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RADSIGHT_SHARED", ROOT.parent / "shared")) / "testdata"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_data_dir(tmp_path_factory):
+    """Never touch the user's real database from tests."""
+    path = tmp_path_factory.mktemp("radsight-data")
+    old = os.environ.get("RADSIGHT_DATA_DIR")
+    os.environ["RADSIGHT_DATA_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RADSIGHT_DATA_DIR", None)
+    else:
+        os.environ["RADSIGHT_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def shared_testdata() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"shared test data not found at {SHARED}; set RADSIGHT_SHARED to the shared folder")
+    return SHARED
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (the README's set-up installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs everything: a missing tool is a set-up bug there
+        pytest.skip(message)
+    return path

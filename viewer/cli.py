@@ -1,0 +1,167 @@
+"""The `radsight` command (DESIGN.md contract): every subcommand takes --json, exits non-zero with
+a one-line error on stderr for bad input, and reports progress on stderr for long work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from viewer import __version__
+from viewer.core.errors import RadSightError
+
+
+class StderrProgress:
+    """Progress lines on stderr, at most a few per second, only for work that takes a while."""
+
+    def __init__(self, enabled: bool = True, min_total: int = 200):
+        self.enabled, self.min_total, self._last = enabled, min_total, 0.0
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or total < self.min_total or (now - self._last < 0.25 and done < total):
+            return
+        self._last = now
+        print(f"\r{message}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+
+def _emit(data, as_json: bool, human) -> None:
+    if as_json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        human(data)
+
+
+def _print_info(data: dict) -> None:
+    print(f"{data['path']}: {len(data['series'])} series in {data['files_seen']} files")
+    for s in data["series"]:
+        if not s.get("loadable", True):
+            print(f"  {s['series_key']}: NOT LOADABLE: {s.get('error')}")
+            continue
+        shape = "x".join(str(v) for v in reversed(s["shape_zyx"]))
+        spacing = " x ".join(f"{v:g}" for v in s["spacing_xyz"])
+        print(f"  {s.get('modality') or '?':3} #{s.get('series_number')} {s.get('description') or ''}: "
+              f"{shape} voxels, {spacing} mm ({s['frame_count']} frames)")
+        for w in s.get("warnings", []):
+            print(f"    warning: {w['message']}")
+    for o in data["non_image"]:
+        print(f"  not an image: {o['file']} ({o['kind']})")
+    for p in data["unreadable"]:
+        print(f"  skipped: {p['file']}: {p['reason']}")
+
+
+def cmd_info(args) -> int:
+    from viewer.dicom import open_path
+    from viewer.dicom.info import info
+
+    path = Path(args.path)
+    if not path.exists():
+        raise RadSightError(f"{path}: no such file or folder")
+    series, result = open_path(path, progress=StderrProgress(not args.quiet))
+    data = info(path, series, result)
+    if not args.no_index and series:
+        from viewer.store import Store
+
+        with Store() as store:
+            store.import_scan(series, result)
+    _emit(data, args.json, _print_info)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from viewer.demo import generate_demo
+    from viewer.dicom import open_path
+    from viewer.dicom.info import info
+    from viewer.store import Store, user_data_dir
+
+    out = Path(args.out) if args.out else user_data_dir() / "demo"
+    progress = StderrProgress(not args.quiet, min_total=0)
+    demo = generate_demo(out, preset=args.preset, progress=progress)
+    studies = []
+    with Store() as store:
+        for visit in demo.visits:
+            series, result = open_path(visit.study_dir)
+            store.import_scan(series, result)
+            studies.append(info(visit.study_dir, series, result))
+    data = {
+        "studies": [str(v.study_dir) for v in demo.visits],
+        "ground_truth": str(demo.ground_truth_path),
+        "outputs": {},
+        "series": [s for study in studies for s in study["series"]],
+    }
+    def human(d):
+        print("Synthetic demo studies (not patient data):", file=sys.stdout)
+        for s in d["studies"]:
+            print(f"  {s}")
+        print(f"Ground truth: {d['ground_truth']}")
+        for s in d["series"]:
+            for w in s.get("warnings", []):
+                print(f"  warning: {w['message']}")
+    _emit(data, args.json, human)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from viewer.bench.load import run_load_benchmark
+
+    report = run_load_benchmark(slices=args.slices, repeats=args.repeat, workdir=args.workdir,
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    _emit(report, args.json, lambda r: print(r["text"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="radsight", description="RadSight radiology viewer")
+    parser.add_argument("--version", action="version", version=f"radsight {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="list every series found under PATH with its geometry")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--no-index", action="store_true", help="do not add what was found to the local study index")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="synthetic demo studies (two or more time points), analysis, viewer")
+    p.add_argument("--out", help="folder for the demo studies (default: the user data folder)")
+    p.add_argument("--preset", default="demo", choices=["demo", "small"])
+    p.add_argument("--no-gui", action="store_true", help="write outputs and print where; open no window")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="benchmarks that print ratios against a reference run alongside")
+    bench = p.add_subparsers(dest="bench_command", required=True)
+    b = bench.add_parser("load", help="DICOM series load: RadSight vs SimpleITK vs raw file reads")
+    b.add_argument("--slices", type=int, default=300)
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--workdir", help="where to write the synthetic 512x512 series (default: a temp folder)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RadSightError as exc:
+        print(f"radsight {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"radsight {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("RADSIGHT_DEBUG"):
+            raise
+        print(f"radsight {args.command}: internal error: {type(exc).__name__}: {exc} "
+              "(set RADSIGHT_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Build `viewer.core.Volume` objects from scanned series, NIfTI/NRRD files, or a path.
+
+`load(path, series_uid=None)` is the public entry point (DESIGN.md "Python API").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from viewer.core.errors import DicomReadError, RadSightError, SeriesNotFoundError
+from viewer.core.volume import DisplayHints, GeometryWarning, SourceIdentity, Volume
+from viewer.dicom.pixels import FrameReader, output_dtype
+from viewer.dicom.scan import Progress, ScanResult, is_volume_file, scan
+from viewer.dicom.series import Series, group_series
+
+HU_UNIT = "[hnsf'U]"  # UCUM code for Hounsfield units
+
+
+def load_series(series: Series, progress: Progress | None = None,
+                cancelled: Callable[[], bool] | None = None) -> Volume:
+    """Read every frame of `series` onto its planned grid."""
+    plan = series.plan
+    records = plan.records
+    dtype = output_dtype(records)
+    reader = FrameReader()
+    n = len(records)
+    stack = np.empty((n, plan.shape[1], plan.shape[2]), dtype=dtype if plan.resample is None else np.float32)
+    failed: list[DicomReadError] = []
+    for k, r in enumerate(records):
+        if cancelled is not None and cancelled():
+            raise RadSightError(f"loading {series.label} was cancelled")
+        try:
+            reader.read_into(r, stack[k])
+        except DicomReadError as exc:
+            failed.append(exc)
+        if progress is not None and (k % 32 == 0 or k == n - 1):
+            progress(k + 1, n, f"reading {series.label}")
+    if failed:
+        return _load_without(series, failed, progress, cancelled)
+    if plan.inplane_shift is not None:
+        _shift_slices(stack, plan.inplane_shift, fill=float(stack.min()))
+    if plan.resample is not None:
+        lower, upper, weight = plan.resample
+        w = weight.astype(np.float32)[:, None, None]
+        resampled = stack[lower] * (1 - w) + stack[upper] * w
+        stack = np.rint(resampled).astype(dtype) if dtype.kind in "iu" else resampled.astype(dtype)
+    first = records[0]
+    window = next((r.window for r in records if r.window), None)
+    return Volume(
+        voxels=stack,
+        affine=plan.affine,
+        frame_of_reference_uid=first.frame_of_reference_uid,
+        source=SourceIdentity(first.study_uid or None, first.series_uid or None, first.modality or None,
+                              first.series_number, first.series_description or None, str(first.path.parent)),
+        warnings=tuple(series.all_warnings),
+        display=DisplayHints(window[0] if window else None, window[1] if window else None,
+                             invert_grey=first.photometric == "MONOCHROME1"),
+        unit=HU_UNIT if first.modality == "CT" else "",
+    )
+
+
+def _load_without(series: Series, failed: list[DicomReadError], progress, cancelled) -> Volume:
+    """Load the frames that decode; the geometry check then reports (and fills) the gaps."""
+    bad = {exc.path for exc in failed}
+    good = [r for r in series.records if r.path not in bad]
+    if not good:
+        raise failed[0]
+    names = ", ".join(f"{exc.path.name} ({exc.reason})" for exc in failed[:3])
+    note = GeometryWarning("undecodable_frames", (
+        f"{series.label}: {len(failed)} frame(s) could not be decoded and were left out: {names}"
+        f"{', ...' if len(failed) > 3 else ''}"))
+    return load_series(Series(series.key, good, series.warnings + [note]), progress, cancelled)
+
+
+def _shift_slices(stack: np.ndarray, shifts: np.ndarray, fill: float) -> None:
+    """Shift each slice in-plane by (di, dj) voxels with linear interpolation (SimpleITK)."""
+    import SimpleITK as sitk
+
+    for k, (di, dj) in enumerate(shifts):
+        if abs(di) < 1e-6 and abs(dj) < 1e-6:
+            continue
+        image = sitk.GetImageFromArray(stack[k].astype(np.float32))
+        # Output pixel x samples input x - shift: the frame moves by +shift.
+        transform = sitk.TranslationTransform(2, (-float(di), -float(dj)))
+        moved = sitk.Resample(image, image, transform, sitk.sitkLinear, fill)
+        stack[k] = np.rint(sitk.GetArrayViewFromImage(moved)) if stack.dtype.kind in "iu" else sitk.GetArrayViewFromImage(moved)
+
+
+def load_volume_file(path: Path) -> Volume:
+    """NIfTI / NRRD / MetaImage through SimpleITK, whose physical space is LPS like DICOM's."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise DicomReadError(path, f"cannot be read as a NIfTI/NRRD/MetaImage volume: {str(exc).strip().splitlines()[-1]}") from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise DicomReadError(path, f"is a {image.GetDimension()}-D image with {image.GetNumberOfComponentsPerPixel()} "
+                             "components; RadSight loads 3-D scalar volumes")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.array(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return Volume(sitk.GetArrayFromImage(image), affine, None, SourceIdentity(path=str(path)))
+
+
+def open_path(path: Path | str, progress: Progress | None = None,
+              cancelled: Callable[[], bool] | None = None) -> tuple[list[Series], ScanResult]:
+    """Scan a path and group what it holds into series."""
+    result = scan(path, progress=progress, cancelled=cancelled)
+    return group_series(result.records), result
+
+
+def load(path: Path | str, series_uid: str | None = None, progress: Progress | None = None,
+         cancelled: Callable[[], bool] | None = None) -> Volume:
+    """The volume of one series at `path` (a folder, a file, a DICOMDIR or a NIfTI/NRRD file).
+
+    With several series and no `series_uid`, the one with most frames is loaded and a warning
+    names the others' count. `series_uid` may be a split part's key (`<uid>#<n>`).
+    """
+    path = Path(path)
+    if path.is_file() and is_volume_file(path):
+        return load_volume_file(path)
+    series_list, result = open_path(path, progress, cancelled)
+    if not series_list:
+        if result.volume_files:
+            return load_volume_file(result.volume_files[0])
+        reasons = "; ".join(f"{p.path.name}: {p.reason}" for p in result.problems[:3])
+        raise SeriesNotFoundError(f"no loadable image series in {path} ({result.files_seen} files; "
+                                  f"{len(result.problems)} unreadable{': ' + reasons if reasons else ''})")
+    if series_uid is not None:
+        matches = [s for s in series_list if s.key == series_uid]
+        if not matches:
+            matches = [s for s in series_list if s.first.series_uid == series_uid]
+        if not matches:
+            raise SeriesNotFoundError(f"series {series_uid} is not in {path}; found: "
+                                      + ", ".join(s.key for s in series_list))
+        candidates = matches
+    else:
+        candidates = series_list
+    chosen = max(candidates, key=lambda s: len(s.records))
+    volume = load_series(chosen, progress, cancelled)
+    if len(candidates) > 1:
+        note = GeometryWarning("several_series", (
+            f"{path} holds {len(candidates)} series; loaded the largest ({chosen.key}, "
+            f"{len(chosen.records)} frames); pass series_uid to choose another"))
+        volume = Volume(volume.voxels, volume.affine, volume.frame_of_reference_uid, volume.source,
+                        volume.warnings + (note,), volume.display, volume.unit)
+    return volume

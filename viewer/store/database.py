@@ -1,0 +1,152 @@
+"""The local study index (SQLite): what was imported, where its frames are, what went wrong.
+
+Importing is idempotent: the same files imported again leave every row as it was. The index
+also keeps each frame's header record, so a known series reloads without re-parsing headers
+(files whose size or modification time changed are re-scanned instead).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from viewer.core.errors import RadSightError
+from viewer.core.volume import GeometryWarning
+from viewer.dicom.header import SliceRecord
+from viewer.dicom.info import series_info
+from viewer.dicom.scan import ScanResult
+from viewer.dicom.series import Series
+from viewer.store.migrations import MIGRATIONS
+from viewer.store.paths import default_database_path
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _record_to_json(r: SliceRecord) -> str:
+    data = asdict(r)
+    data["path"] = str(r.path)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _record_from_json(text: str) -> SliceRecord:
+    data = json.loads(text)
+    data["path"] = Path(data["path"])
+    for name in ("position", "orientation", "pixel_spacing", "window", "split_key"):
+        if data.get(name) is not None:
+            data[name] = tuple(data[name])
+    known = {f.name for f in fields(SliceRecord)}
+    return SliceRecord(**{k: v for k, v in data.items() if k in known})
+
+
+class Store:
+    """One connection to the database; use as a context manager or call close()."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path is not None else default_database_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA journal_mode = WAL")  # crash-safe and readers never block
+        self._migrate()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise RadSightError(f"database {self.path} has schema version {version}, newer than this "
+                                f"RadSight understands ({SCHEMA_VERSION}); update RadSight")
+        for number in range(version, SCHEMA_VERSION):
+            with self.db:
+                self.db.executescript("BEGIN;" + MIGRATIONS[number] + f"; PRAGMA user_version = {number + 1};")
+
+    def import_scan(self, series_list: list[Series], result: ScanResult) -> dict:
+        """Index the scanned series and file problems; returns counts of rows added or changed."""
+        before = self.db.total_changes
+        with self.db:
+            for s in series_list:
+                first = s.first
+                self.db.execute(
+                    """INSERT INTO studies(study_uid, patient_id, patient_name, study_date, description)
+                       VALUES (?, ?, ?, ?, ?)
+                       ON CONFLICT(study_uid) DO UPDATE SET patient_id=excluded.patient_id,
+                         patient_name=excluded.patient_name, study_date=excluded.study_date,
+                         description=excluded.description
+                       WHERE (patient_id, patient_name, study_date, description) IS NOT
+                             (excluded.patient_id, excluded.patient_name, excluded.study_date, excluded.description)""",
+                    (first.study_uid, first.patient_id, first.patient_name, first.study_date, first.study_description))
+                summary = json.dumps(series_info(s), sort_keys=True)
+                self.db.execute(
+                    """INSERT INTO series(series_key, series_uid, study_uid, modality, series_number,
+                         description, frame_of_reference_uid, frame_count, summary_json)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(series_key) DO UPDATE SET frame_count=excluded.frame_count,
+                         summary_json=excluded.summary_json
+                       WHERE (frame_count, summary_json) IS NOT (excluded.frame_count, excluded.summary_json)""",
+                    (s.key, first.series_uid, first.study_uid, first.modality, first.series_number,
+                     first.series_description, first.frame_of_reference_uid, len(s.records), summary))
+                rows = []
+                for r in s.records:
+                    st = r.path.stat()
+                    rows.append((str(r.path.resolve()), r.frame if r.frame is not None else -1, s.key,
+                                 r.sop_instance_uid, st.st_size, st.st_mtime_ns, _record_to_json(r)))
+                self.db.executemany(
+                    """INSERT INTO frames(path, frame, series_key, sop_instance_uid, file_size, file_mtime_ns, record_json)
+                       VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(path, frame) DO UPDATE SET series_key=excluded.series_key,
+                         sop_instance_uid=excluded.sop_instance_uid, file_size=excluded.file_size,
+                         file_mtime_ns=excluded.file_mtime_ns, record_json=excluded.record_json
+                       WHERE (series_key, file_size, file_mtime_ns, record_json) IS NOT
+                             (excluded.series_key, excluded.file_size, excluded.file_mtime_ns, excluded.record_json)""",
+                    rows)
+            self.db.executemany(
+                """INSERT INTO file_problems(path, reason) VALUES (?, ?)
+                   ON CONFLICT(path) DO UPDATE SET reason=excluded.reason WHERE reason IS NOT excluded.reason""",
+                [(str(p.path.resolve()), p.reason) for p in result.problems])
+        return {"changes": self.db.total_changes - before}
+
+    def studies(self) -> list[dict]:
+        cur = self.db.execute("SELECT study_uid, patient_id, patient_name, study_date, description FROM studies ORDER BY study_date, study_uid")
+        return [dict(zip(("study_uid", "patient_id", "patient_name", "study_date", "description"), row)) for row in cur]
+
+    def series_summaries(self, study_uid: str | None = None) -> list[dict]:
+        sql = "SELECT summary_json FROM series" + (" WHERE study_uid = ?" if study_uid else "") + " ORDER BY series_number, series_key"
+        return [json.loads(row[0]) for row in self.db.execute(sql, (study_uid,) if study_uid else ())]
+
+    def indexed_series(self, series_key: str) -> Series | None:
+        """The series rebuilt from the index, or None if unknown or any of its files changed."""
+        rows = self.db.execute("SELECT path, file_size, file_mtime_ns, record_json FROM frames WHERE series_key = ?",
+                               (series_key,)).fetchall()
+        if not rows:
+            return None
+        checked: dict[str, bool] = {}
+        for path, size, mtime, _ in rows:
+            if path not in checked:
+                try:
+                    st = Path(path).stat()
+                except OSError:
+                    return None
+                checked[path] = st.st_size == size and st.st_mtime_ns == mtime
+            if not checked[path]:
+                return None
+        summary = self.db.execute("SELECT summary_json FROM series WHERE series_key = ?", (series_key,)).fetchone()
+        warnings = [GeometryWarning(**w) for w in json.loads(summary[0]).get("warnings", [])
+                    if w["code"] in ("split_series", "split_acquisitions", "duplicate_positions")]
+        return Series(series_key, [_record_from_json(row[3]) for row in rows], warnings)
+
+    def table_counts(self) -> dict[str, int]:
+        return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("studies", "series", "frames", "file_problems")}

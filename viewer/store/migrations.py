@@ -1,0 +1,46 @@
+"""Schema migrations of the local database, applied in order; (PRAGMA user_version) is the version.
+
+Never edit a migration that has shipped: add a new one. Each runs in one transaction.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the study index.
+    """
+    CREATE TABLE studies (
+        study_uid TEXT PRIMARY KEY,
+        patient_id TEXT NOT NULL DEFAULT '',
+        patient_name TEXT NOT NULL DEFAULT '',
+        study_date TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE series (
+        series_key TEXT PRIMARY KEY,
+        series_uid TEXT NOT NULL,
+        study_uid TEXT NOT NULL REFERENCES studies(study_uid) ON DELETE CASCADE,
+        modality TEXT NOT NULL DEFAULT '',
+        series_number INTEGER,
+        description TEXT NOT NULL DEFAULT '',
+        frame_of_reference_uid TEXT,
+        frame_count INTEGER NOT NULL,
+        summary_json TEXT NOT NULL
+    );
+    CREATE INDEX series_by_study ON series(study_uid);
+    CREATE TABLE frames (
+        path TEXT NOT NULL,
+        frame INTEGER NOT NULL,
+        series_key TEXT NOT NULL REFERENCES series(series_key) ON DELETE CASCADE,
+        sop_instance_uid TEXT NOT NULL,
+        file_size INTEGER NOT NULL,
+        file_mtime_ns INTEGER NOT NULL,
+        record_json TEXT NOT NULL,
+        PRIMARY KEY (path, frame)
+    );
+    CREATE INDEX frames_by_series ON frames(series_key);
+    CREATE TABLE file_problems (
+        path TEXT PRIMARY KEY,
+        reason TEXT NOT NULL
+    );
+    """,
+]
