@@ -118,6 +118,14 @@ def _int(value) -> int | None:
         return None
 
 
+def _image_type(value) -> str:
+    """(0008,0008) Image Type as 'A\\B\\C', each value stripped of padding."""
+    if value is None:
+        return ""
+    items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    return "\\".join(str(v).strip() for v in items)
+
+
 def _first(ds: Dataset, keyword: str):
     return ds.get(keyword) if keyword in ds else None
 
@@ -165,7 +173,7 @@ def base_record(path: Path, ds: Dataset, transfer_syntax: str, pixel_offset: int
         _int(_first(ds, "AcquisitionNumber")) if str(ds.get("Modality", "")) != "CT" else None,
         _int(_first(ds, "TemporalPositionIdentifier")),
         _int(_first(ds, "EchoNumbers")),
-        str(ds.get("ImageType", "")),
+        _image_type(ds.get("ImageType")),
     )
     return SliceRecord(
         path=path,

@@ -69,8 +69,11 @@ def _mask_stored_bits(raw: np.ndarray, r: SliceRecord) -> np.ndarray:
         return raw
     if r.pixel_representation:
         shift = r.bits_allocated - r.bits_stored
-        return (raw << shift) >> shift
-    return raw & ((1 << r.bits_stored) - 1)
+        np.left_shift(raw, shift, out=raw)
+        np.right_shift(raw, shift, out=raw)
+        return raw
+    np.bitwise_and(raw, raw.dtype.type((1 << r.bits_stored) - 1), out=raw)
+    return raw
 
 
 class FrameReader:
@@ -92,8 +95,12 @@ class FrameReader:
         dtype = r.native_dtype()
         direct = (out.dtype == dtype and r.rescale_slope == 1.0 and r.rescale_intercept == 0.0
                   and r.bits_stored >= r.bits_allocated and out.flags.c_contiguous)
+        in_place = (not direct and out.dtype == np.int16 and dtype.itemsize == 2 and r.rescale_slope == 1.0
+                    and _fits_int16(r) and out.flags.c_contiguous)
         if direct:
             target = out
+        elif in_place:
+            target = out.view(dtype)  # read the stored values where the HU will be: one memory pass
         else:
             if self._buffer is None or self._buffer.dtype != dtype or self._buffer.shape != out.shape:
                 self._buffer = np.empty(out.shape, dtype=dtype)
@@ -106,7 +113,10 @@ class FrameReader:
             raise DicomReadError(r.path, f"cannot read pixel data: {exc.strerror or exc}") from None
         if got != target.nbytes:
             raise DicomReadError(r.path, f"file truncated: {got} of {target.nbytes} pixel bytes present")
-        if not direct:
+        if in_place:
+            _mask_stored_bits(target, r)
+            np.add(out, np.int16(r.rescale_intercept), out=out)
+        elif not direct:
             self._rescale(_mask_stored_bits(target, r), r, out)
 
     def _decode(self, r: SliceRecord) -> np.ndarray:
@@ -162,10 +172,22 @@ class FrameReader:
         if out.dtype.kind == "f" or r.rescale_slope != 1.0:
             np.multiply(raw, np.float32(r.rescale_slope), out=out, casting="unsafe")
             out += np.float32(r.rescale_intercept) if out.dtype.kind == "f" else int(r.rescale_intercept)
-        elif out.dtype == np.int16 and (raw.dtype.itemsize >= 2 and (raw.dtype.kind == "u" or r.rescale_intercept != 0)):
+            return
+        intercept = int(r.rescale_intercept)
+        if out.dtype == np.int16 and raw.dtype.itemsize == 2 and _fits_int16(r):
+            # Stored values and their rescaled values all fit int16: one int16 pass, no temporaries.
+            np.add(raw.view(np.int16), np.int16(intercept), out=out)
+        elif out.dtype == np.int16 and raw.dtype.itemsize >= 2:
             # Saturate instead of wrapping (see output_dtype for why CT stays int16).
-            wide = raw.astype(np.int32) + int(r.rescale_intercept)
+            wide = raw.astype(np.int32) + intercept
             np.clip(wide, -32768, 32767, out=wide)
             out[...] = wide
         else:
-            np.add(raw, np.int32(r.rescale_intercept), out=out, casting="unsafe")
+            np.add(raw, np.int32(intercept), out=out, casting="unsafe")
+
+
+def _fits_int16(r: SliceRecord) -> bool:
+    bits = min(r.bits_stored, r.bits_allocated)
+    lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if r.pixel_representation else (0, (1 << bits) - 1))
+    intercept = int(r.rescale_intercept)
+    return hi <= 32767 and -32768 <= lo + intercept and hi + intercept <= 32767

@@ -20,6 +20,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 from viewer.core.errors import DicomReadError, FileProblem
+from viewer.dicom.fastheader import read_header
 from viewer.dicom.header import (DERIVED_OBJECT_CLASSES, SliceRecord, base_record,
                                  read_pixel_element_header, transfer_syntax_name)
 from viewer.dicom.multiframe import frame_records
@@ -88,14 +89,8 @@ def _decoder_problem(ts: str) -> str | None:
     return None
 
 
-def read_records(path: Path) -> list[SliceRecord] | NonImageObject:
-    """Records of one file's frames, or what non-image object it is; DicomReadError otherwise."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DicomReadError(path, f"cannot be opened: {exc.strerror}") from None
-    if size == 0:
-        raise DicomReadError(path, "empty file (0 bytes)")
+def _read_with_pydicom(path: Path, size: int):
+    """The full reader: any encoding pydicom understands; stops before the pixels."""
     try:
         with open(path, "rb") as fp:
             head = fp.read(132)
@@ -114,7 +109,7 @@ def read_records(path: Path) -> list[SliceRecord] | NonImageObject:
                 raise DicomReadError(path, f"header cannot be parsed ({type(exc).__name__}: {exc})") from None
             ts = str(getattr(ds.file_meta, "TransferSyntaxUID", "") or "")
             if not ts:
-                ts = "1.2.840.10008.1.2.1" if not ds.original_encoding[0] is True else "1.2.840.10008.1.2"
+                ts = "1.2.840.10008.1.2" if ds.is_implicit_VR else "1.2.840.10008.1.2.1"
             pixel = None
             if ts not in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):  # not deflated/big-endian
                 pixel = read_pixel_element_header(fp, is_implicit=ds.is_implicit_VR)
@@ -122,8 +117,29 @@ def read_records(path: Path) -> list[SliceRecord] | NonImageObject:
         raise
     except OSError as exc:
         raise DicomReadError(path, f"cannot be read: {exc.strerror or exc}") from None
+    media_class = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    return ds, ts, pixel, media_class
 
-    sop_class = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", "") or "")
+
+def read_records(path: Path, fast: bool = True) -> list[SliceRecord] | NonImageObject:
+    """Records of one file's frames, or what non-image object it is; DicomReadError otherwise.
+
+    `fast` tries the narrow header reader first (fastheader.py); pydicom reads the rest.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DicomReadError(path, f"cannot be opened: {exc.strerror}") from None
+    if size == 0:
+        raise DicomReadError(path, "empty file (0 bytes)")
+    parsed = read_header(path) if fast else None
+    if parsed is not None:
+        ds, ts, pixel, _ = parsed
+        media_class = ds.get("MediaStorageSOPClassUID", "")
+    else:
+        ds, ts, pixel, media_class = _read_with_pydicom(path, size)
+
+    sop_class = str(ds.get("SOPClassUID", "") or media_class or "")
     if not sop_class and "Rows" not in ds:
         raise DicomReadError(path, "not a DICOM image or object: no SOP Class UID and no Rows")
     is_image_class = "Image Storage" in (UID(sop_class).name or "") and sop_class not in DERIVED_OBJECT_CLASSES
