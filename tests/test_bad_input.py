@@ -77,11 +77,12 @@ def corpus(tmp_path_factory, shared_testdata):
     # A DICOMDIR whose records point at a file that was then removed.
     media = root / "media"
     fs = FileSet()
-    for p in write_series(root / "staging", shape_zyx=(3, 8, 8), marker_ijk=(1, 1, 1))["paths"]:
+    for p in write_series(root / "staging", shape_zyx=(5, 8, 8), marker_ijk=(1, 1, 1))["paths"]:
         fs.add(p)
     fs.write(media)
     referenced = sorted(p for p in media.rglob("*") if p.is_file() and p.name != "DICOMDIR")
-    referenced[0].unlink()
+    assert len(referenced) == 5
+    referenced[2].unlink()  # the middle slice (files are named in the order they were added)
     shutil.rmtree(root / "staging")
     return root, good
 
@@ -140,3 +141,27 @@ def test_load_of_folder_without_images_names_the_problems(tmp_path):
     with pytest.raises(Exception) as info:
         load(tmp_path)
     assert "no loadable image series" in str(info.value) and "a.dcm" in str(info.value)
+
+
+def test_load_through_the_dicomdir_path_itself(corpus):
+    root, _ = corpus
+    vol = load(root / "media" / "DICOMDIR")
+    assert vol.shape == (5, 8, 8)  # the middle slice's file is missing: interpolated, and said so
+    assert "1 slice(s) may be missing" in {w.code: w.message for w in vol.warnings}["nonuniform_spacing"]
+
+
+def test_info_on_pydicoms_bundled_corpus():
+    """pydicom's test files: many vendors, encodings and deliberately broken files."""
+    from pathlib import Path
+
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    proc = subprocess.run([sys.executable, "-m", "viewer.cli", "info", str(folder), "--json", "--no-index"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    reasons = {p["file"].rsplit("/", 1)[-1]: p["reason"] for p in data["unreadable"]}
+    assert "file truncated" in reasons["MR_truncated.dcm"]
+    assert len(data["series"]) > 30
+    ct_small = [s for s in data["series"] if s["description"] == "" and s["shape_zyx"] == [1, 128, 128]]
+    assert ct_small, "CT_small.dcm should be listed"
+    assert {"study_uid", "series_keys"} <= set(data["studies"][0])

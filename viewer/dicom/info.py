@@ -67,9 +67,18 @@ def info(path: Path | str, series: list[Series], result: ScanResult) -> dict:
     `direction` is the 3x3 matrix whose columns are the unit LPS vectors of the i, j, k axes,
     listed row by row: the same 9 numbers, in the same order, as ITK's GetDirection().
     """
+    studies: dict[str, dict] = {}
+    for s in series:
+        first = s.first
+        study = studies.setdefault(first.study_uid or "", {
+            "study_uid": first.study_uid or None, "patient_id": first.patient_id or None,
+            "study_date": first.study_date or None, "description": first.study_description or None,
+            "series_keys": []})
+        study["series_keys"].append(s.key)
     return {
         "path": str(path),
         "files_seen": result.files_seen,
+        "studies": list(studies.values()),
         "series": [series_info(s) for s in series] + [volume_file_info(p) for p in result.volume_files],
         "unreadable": [p.to_json() for p in result.problems],
         "non_image": [o.to_json() for o in result.non_image],
