@@ -100,9 +100,7 @@ def _read_with_pydicom(path: Path, size: int):
                                      "no DICOM element at the start)")
             fp.seek(0)
             try:
-                with warnings.catch_warnings():  # pydicom's lenient-read warnings: our reasons say more
-                    warnings.simplefilter("ignore")
-                    ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
             except InvalidDicomError as exc:
                 raise DicomReadError(path, f"not a DICOM file: {exc}") from None
             except Exception as exc:  # pydicom raises many types for damaged headers
@@ -125,7 +123,14 @@ def read_records(path: Path, fast: bool = True) -> list[SliceRecord] | NonImageO
     """Records of one file's frames, or what non-image object it is; DicomReadError otherwise.
 
     `fast` tries the narrow header reader first (fastheader.py); pydicom reads the rest.
+    pydicom's warnings about invalid values are silenced: the reasons we raise say more.
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_records(path, fast)
+
+
+def _read_records(path: Path, fast: bool) -> list[SliceRecord] | NonImageObject:
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -249,9 +254,7 @@ def scan(paths: Path | str | Iterable[Path | str], progress: Progress | None = N
             result.volume_files.append(path)
             continue
         try:
-            with warnings.catch_warnings():  # invalid-VR warnings while reading values
-                warnings.simplefilter("ignore")
-                found = read_records(path)
+            found = read_records(path)
         except DicomReadError as exc:
             result.problems.append(FileProblem(exc.path, exc.reason))
             continue

@@ -1,0 +1,58 @@
+"""Offscreen rendering to numpy arrays and PNG files, with no display.
+
+On machines without a display VTK's EGL window works on Mesa's llvmpipe (see
+shared/ENVIRONMENT.md); it is chosen unless the caller already picked a window class.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import vtk  # noqa: E402
+from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+
+def render_to_array(renderer: vtk.vtkRenderer, width: int, height: int) -> np.ndarray:
+    """Render one renderer into an offscreen window; RGB uint8, row 0 at the top."""
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(int(width), int(height))
+    window.AddRenderer(renderer)
+    try:
+        window.Render()
+        grab = vtk.vtkWindowToImageFilter()
+        grab.SetInput(window)
+        grab.SetInputBufferTypeToRGB()
+        grab.ReadFrontBufferOff()
+        grab.Update()
+        image = grab.GetOutput()
+        w, h, _ = image.GetDimensions()
+        rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
+    finally:
+        window.RemoveRenderer(renderer)
+        window.Finalize()
+    return rgb
+
+
+def write_png(rgb: np.ndarray, path: Path | str) -> Path:
+    """PNG through VTK's writer (no extra imaging dependency)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w, c = rgb.shape
+    image = vtk.vtkImageData()
+    image.SetDimensions(w, h, 1)
+    from vtk.util.numpy_support import numpy_to_vtk
+
+    arr = numpy_to_vtk(np.ascontiguousarray(rgb[::-1]).reshape(-1, c), deep=True)
+    image.GetPointData().SetScalars(arr)
+    writer = vtk.vtkPNGWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(image)
+    writer.Write()
+    return path
