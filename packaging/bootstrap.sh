@@ -76,7 +76,7 @@ case "$MODE" in
         fi
         ;;
     test)
-        export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
+        # A real (virtual) X screen: VTK inside Qt renders black on Qt's offscreen platform.
         if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
             exec xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python -m pytest "$@"
         fi

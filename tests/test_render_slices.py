@@ -64,6 +64,19 @@ def test_label_overlay_lands_on_its_voxel(volume, labels, view):
     assert len(rows) <= 4
 
 
+def test_outline_mode_draws_only_the_boundary():
+    voxels = np.zeros((3, 20, 20), np.int16)
+    lab = np.zeros((3, 20, 20), np.uint8)
+    lab[:, 5:15, 5:15] = 1
+    vol = Volume(voxels, np.eye(4))
+    filled = render_slice(vol, "axial", window=(100, 50), labels=vol.with_voxels(lab), letters=False)
+    outline = render_slice(vol, "axial", window=(100, 50), labels=vol.with_voxels(lab), outline=True, letters=False)
+    red = lambda rgb: rgb[..., 0] > 60  # noqa: E731
+    assert red(filled)[10, 10] and red(filled).sum() == 100
+    assert not red(outline)[10, 10] and red(outline)[5, 10] and red(outline)[10, 14]
+    assert 30 <= red(outline).sum() <= 40
+
+
 @pytest.mark.parametrize("view,expected", [
     ("axial", {"left": "R", "right": "L", "top": "A", "bottom": "P"}),
     ("coronal", {"left": "R", "right": "L", "top": "S", "bottom": "I"}),

@@ -72,9 +72,13 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("win32", "darwin")
+
+
 def cmd_demo(args) -> int:
     from viewer.demo import generate_demo
-    from viewer.dicom import open_path
+    from viewer.dicom import load, open_path
     from viewer.dicom.info import info
     from viewer.store import Store, user_data_dir
 
@@ -87,22 +91,65 @@ def cmd_demo(args) -> int:
             series, result = open_path(visit.study_dir)
             store.import_scan(series, result)
             studies.append(info(visit.study_dir, series, result))
+    latest = demo.visits[-1]
+    volume = load(latest.study_dir)
+    labels = load(latest.labels_path)
+    snapshots = _demo_snapshots(volume, labels, demo, out / "snapshots")
     data = {
         "studies": [str(v.study_dir) for v in demo.visits],
         "ground_truth": str(demo.ground_truth_path),
-        "outputs": {},
+        "outputs": {"snapshots": [str(p) for p in snapshots]},
         "series": [s for study in studies for s in study["series"]],
     }
+
     def human(d):
-        print("Synthetic demo studies (not patient data):", file=sys.stdout)
+        print("Synthetic demo studies (not patient data):")
         for s in d["studies"]:
             print(f"  {s}")
         print(f"Ground truth: {d['ground_truth']}")
+        print("Snapshots (latest visit, phantom labels outlined):")
+        for s in d["outputs"]["snapshots"]:
+            print(f"  {s}")
         for s in d["series"]:
             for w in s.get("warnings", []):
                 print(f"  warning: {w['message']}")
+
     _emit(data, args.json, human)
-    return 0
+    if args.no_gui or not _has_display():
+        return 0
+    from viewer.qt.main_window import run_viewer
+
+    return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)")
+
+
+def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:
+    """Axial, coronal and sagittal pictures through the largest nodule of the latest visit."""
+    import json
+
+    from viewer.core.presets import find_preset
+    from viewer.render.offscreen import write_png
+    from viewer.render.snapshot import render_slice
+
+    truth = json.loads(Path(demo.ground_truth_path).read_text())
+    nodules = [n for n in truth["visits"][-1]["nodules"] if n.get("present", True)]
+    at = max(nodules, key=lambda n: n["volume_mm3"])["centre_lps_mm"] if nodules else None
+    lung = find_preset("lung")
+    paths = []
+    for view in ("axial", "coronal", "sagittal"):
+        rgb = render_slice(volume, view, at=at, window=(lung.width, lung.level), labels=labels, outline=True, scale=1.5)
+        paths.append(write_png(rgb, folder / f"{view}.png"))
+    return paths
+
+
+def cmd_open(args) -> int:
+    if not _has_display():
+        raise RadSightError("no display: the viewer needs one (use `radsight render` or `radsight demo --no-gui`)")
+    from viewer.qt.main_window import run_viewer
+
+    for path in args.paths:
+        if not Path(path).exists():
+            raise RadSightError(f"{path}: no such file or folder")
+    return run_viewer(paths=args.paths)
 
 
 def _parse_point(text: str) -> tuple[float, float, float]:
@@ -158,7 +205,11 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radsight", description="RadSight radiology viewer")
     parser.add_argument("--version", action="version", version=f"radsight {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("open", help="the desktop viewer, optionally opening folders or files")
+    p.add_argument("paths", nargs="*")
+    p.set_defaults(func=cmd_open)
 
     p = sub.add_parser("info", help="list every series found under PATH with its geometry")
     p.add_argument("path")
@@ -203,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command is None:  # plain `radsight` opens the viewer
+        args = build_parser().parse_args(["open"])
     try:
         return args.func(args)
     except RadSightError as exc:

@@ -212,13 +212,14 @@ def _outline_filter(reslice: vtk.vtkImageReslice):
     diff.SetOperationToSubtract()
     diff.SetInputConnection(0, dilate.GetOutputPort())
     diff.SetInputConnection(1, erode.GetOutputPort())
-    edge = vtk.vtkImageThreshold()  # vtkImageMask wants an unsigned char mask
+    edge = vtk.vtkImageBinaryThreshold()  # vtkImageMask wants an unsigned char mask
     edge.SetInputConnection(diff.GetOutputPort())
-    edge.ThresholdByUpper(0.5)
+    edge.SetThresholdFunction(vtk.vtkImageBinaryThreshold.THRESHOLD_UPPER)
+    edge.SetLowerThreshold(0.5)
     edge.SetInValue(1)
     edge.SetOutValue(0)
     edge.SetOutputScalarTypeToUnsignedChar()
     mask = vtk.vtkImageMask()
-    mask.SetImageInputConnection(reslice.GetOutputPort())
-    mask.SetMaskInputConnection(edge.GetOutputPort())
+    mask.SetInputConnection(0, reslice.GetOutputPort())  # image
+    mask.SetInputConnection(1, edge.GetOutputPort())  # mask
     return mask

@@ -1,0 +1,129 @@
+"""The desktop viewer under a (virtual) X display: views follow the shared state, keys and
+workers behave, and a capture of the whole window shows the image with its overlay."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from viewer.core.volume import Volume
+
+if not os.environ.get("DISPLAY"):
+    if os.environ.get("CI"):
+        pytest.fail("CI runs the tests under xvfb-run; DISPLAY is missing", pytrace=False)
+    pytest.skip("needs an X display (the README's test command runs under xvfb-run)", allow_module_level=True)
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from viewer.core.presets import find_preset  # noqa: E402
+from viewer.qt.main_window import MainWindow  # noqa: E402
+
+
+@pytest.fixture
+def volume():
+    z, y, x = np.mgrid[:30, :40, :50]
+    voxels = np.where((x - 25) ** 2 / 400 + (y - 20) ** 2 / 225 < 1, 40, -1000).astype(np.int16)
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    affine[:3, 3] = (-20, -16, -30)
+    return Volume(voxels, affine, unit="[hnsf'U]")
+
+
+@pytest.fixture
+def window(qtbot, volume, tmp_path):
+    from viewer.store import Store
+
+    store = Store(tmp_path / "db.sqlite3")
+    win = MainWindow(store=store)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.state.set_volume(volume)
+    yield win
+    win.close()
+    store.close()
+
+
+def test_views_follow_the_crosshair_and_window(window, volume):
+    point = volume.index_to_lps([10, 12, 7])
+    window.state.set_crosshair(point)
+    for name in ("axial", "coronal", "sagittal"):
+        scene = window.views[name].scene
+        assert scene.position @ scene.normal == pytest.approx(point @ scene.normal, abs=1e-6)
+    window.state.set_window(1500, -600)
+    assert all(window.views[n].scene.window == (1500, -600) for n in ("axial", "coronal", "sagittal"))
+
+
+def test_keys_scroll_and_apply_presets(window, qtbot, volume):
+    axial = window.views["axial"]
+    before = window.state.crosshair.copy()
+    qtbot.keyClick(axial.widget, Qt.Key_Up)
+    moved = window.state.crosshair - before
+    assert moved @ axial.scene.normal == pytest.approx(axial.scene.slice_step, abs=1e-6)
+    qtbot.keyClick(axial.widget, Qt.Key_PageDown)
+    assert (window.state.crosshair - before) @ axial.scene.normal == pytest.approx(-9 * axial.scene.slice_step, abs=1e-6)
+    qtbot.keyClicks(axial.widget, "1")
+    lung = find_preset("lung")
+    assert window.state.window == (lung.width, lung.level)
+
+
+def test_layouts(window):
+    window.set_layout("1x1")
+    assert window.views["axial"].isVisible() and not window.views["coronal"].isVisible()
+    window.set_layout("2x2")
+    assert all(v.isVisible() for v in window.views.values())
+
+
+def test_background_open_with_progress_and_cancel(window, qtbot, tmp_path):
+    from tests.dicom_factory import write_series
+
+    write_series(tmp_path / "series", shape_zyx=(6, 16, 16))
+    job = window.open_path(tmp_path / "series")
+    qtbot.waitUntil(lambda: window.state.volume is not None and window.state.volume.shape == (6, 16, 16), timeout=20000)
+    assert job not in window.jobs
+    assert window.browser.topLevelItemCount() == 1  # indexed and listed
+
+    def slow(progress, cancelled):
+        import time
+
+        for n in range(200):
+            if cancelled():
+                from viewer.core.errors import RadSightError
+
+                raise RadSightError("cancelled by the user")
+            progress(n, 200, "waiting")
+            time.sleep(0.01)
+        return None
+
+    messages = []
+    job = window.run_job(slow, "Slow job", lambda r: messages.append("done"))
+    job.failed.connect(messages.append)
+    window.cancel_jobs()
+    qtbot.waitUntil(lambda: bool(messages), timeout=10000)
+    assert "cancelled" in messages[0]
+
+
+def test_window_capture_shows_image_and_overlay(window, qtbot, volume):
+    labels = volume.with_voxels((np.abs(np.mgrid[:30, :40, :50][2] - 25) < 6).astype(np.uint8) * (volume.voxels > 0))
+    window.state.set_labels(labels, "test overlay")
+    window.state.set_window(400, 40)
+    qtbot.wait(200)
+    for view in window.views.values():
+        view.render_window.Render()
+    screen = window.screen()
+    image = screen.grabWindow(window.winId()).toImage().convertToFormat(screen.grabWindow(0).toImage().Format.Format_RGB888)
+    w, h = image.width(), image.height()
+    arr = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3)
+    assert arr.std() > 10, "window capture is blank"
+    reddish = (arr[..., 0] > 150) & (arr[..., 1] < 120) & (arr[..., 2] < 120)
+    assert reddish.sum() > 200, "overlay colour not visible in the window"
+    os.makedirs("/tmp/radsight-test-captures", exist_ok=True)
+    image.save("/tmp/radsight-test-captures/main_window.png")
+
+
+def test_about_lists_versions(window):
+    import vtk
+
+    text = window.about_text()
+    assert "RadSight" in text and vtk.vtkVersion.GetVTKVersion() in text

@@ -1,0 +1,1 @@
+"""PySide6 user interface: widgets gather input, call core logic in workers, show results."""

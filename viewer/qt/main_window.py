@@ -1,0 +1,284 @@
+"""The main window: study browser, view layouts, status bar with readout and job progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow,
+                               QMessageBox, QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem, QWidget)
+
+from viewer import __version__
+from viewer.core.presets import window_presets
+from viewer.qt.slice_view import SliceView
+from viewer.qt.state import ViewerState
+from viewer.qt.volume_view import VolumeView
+from viewer.qt.workers import Job
+
+LAYOUTS = {"1x1": ["axial"], "1x3": ["axial", "coronal", "sagittal"], "2x2": ["axial", "coronal", "sagittal", "3d"]}
+
+SHORTCUTS = [
+    ("Mouse wheel, Up/Down", "next/previous slice"), ("Page Up/Down", "10 slices"),
+    ("Ctrl + wheel", "zoom"), ("Left click/drag", "move the crosshair (all views follow)"),
+    ("Right drag", "window (horizontal) / level (vertical)"), ("Middle drag", "pan"),
+    ("R", "reset zoom and pan"), ("Ctrl+O", "open a folder"), ("Ctrl+1/2/3", "layout 1x1, 1x3, 2x2"),
+] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, state: ViewerState | None = None, store=None):
+        super().__init__()
+        self.state = state or ViewerState()
+        self.store = store
+        self.settings = QSettings("RadSight", "RadSight")
+        self.jobs: list[Job] = []
+        self.setWindowTitle(f"RadSight {__version__}")
+        self.setAcceptDrops(True)
+        self.views = {name: SliceView(self.state, name) for name in ("axial", "coronal", "sagittal")}
+        self.views["3d"] = VolumeView(self.state)
+        for view in self.views.values():
+            if isinstance(view, SliceView):
+                view.readout.connect(self._show_readout)
+        self.grid_host = QWidget()
+        self.grid = QGridLayout(self.grid_host)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.setCentralWidget(self.grid_host)
+        self._build_browser()
+        self._build_status()
+        self._build_menus()
+        self.set_layout(self.settings.value("layout", "2x2"))
+        self.state.message.connect(lambda m: self.statusBar().showMessage(m, 10000))
+        self.resize(1280, 900)
+
+    # layout -----------------------------------------------------------------------------
+    def set_layout(self, name: str) -> None:
+        if name not in LAYOUTS:
+            name = "2x2"
+        for view in self.views.values():
+            self.grid.removeWidget(view)
+            view.hide()
+        names = LAYOUTS[name]
+        columns = 2 if len(names) == 4 else len(names)
+        for n, view_name in enumerate(names):
+            self.grid.addWidget(self.views[view_name], n // columns, n % columns)
+            self.views[view_name].show()
+        self.layout_name = name
+        self.settings.setValue("layout", name)
+
+    def _build_browser(self) -> None:
+        self.browser = QTreeWidget()
+        self.browser.setHeaderLabels(["Study / series", "Date", "Images"])
+        self.browser.itemDoubleClicked.connect(self._open_browser_item)
+        dock = QDockWidget("Studies", self)
+        dock.setObjectName("studies")
+        dock.setWidget(self.browser)
+        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+        self.panel_area = QDockWidget("Panels", self)  # plugins (AI, nodules, report) dock here
+        self.panel_area.setObjectName("panels")
+        self.panel_area.setWidget(QLabel("  No panel yet"))
+        self.addDockWidget(Qt.RightDockWidgetArea, self.panel_area)
+        self.refresh_browser()
+
+    def refresh_browser(self) -> None:
+        self.browser.clear()
+        if self.store is None:
+            return
+        for study in self.store.studies():
+            item = QTreeWidgetItem([study["description"] or study["study_uid"], study["study_date"], ""])
+            for series in self.store.series_summaries(study["study_uid"]):
+                child = QTreeWidgetItem([f"#{series.get('series_number')} {series.get('description') or ''}",
+                                         "", str(series.get("frame_count"))])
+                child.setData(0, Qt.UserRole, series["series_key"])
+                item.addChild(child)
+            self.browser.addTopLevelItem(item)
+            item.setExpanded(True)
+
+    def _build_status(self) -> None:
+        self.readout = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_jobs)
+        bar = self.statusBar()
+        bar.addWidget(self.readout, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = QAction("&Open folder...", self, shortcut=QKeySequence("Ctrl+O"), triggered=self.choose_folder)
+        file_menu.addAction(open_action)
+        file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
+        view_menu = self.menuBar().addMenu("&View")
+        for n, name in enumerate(LAYOUTS, 1):
+            view_menu.addAction(QAction(f"Layout {name}", self, shortcut=QKeySequence(f"Ctrl+{n}"),
+                                        triggered=lambda _=False, name=name: self.set_layout(name)))
+        presets = view_menu.addMenu("Window presets")
+        for p in window_presets():
+            presets.addAction(QAction(f"{p.name}\t{p.key}", self,
+                                      triggered=lambda _=False, p=p: self.state.set_window(p.width, p.level)))
+        volume_menu = view_menu.addMenu("3D presets")
+        from viewer.render.volume_scene import VOLUME_PRESETS
+
+        for name in VOLUME_PRESETS:
+            volume_menu.addAction(QAction(name, self, triggered=lambda _=False, name=name: self.views["3d"].set_preset(name)))
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(QAction("Keyboard shortcuts", self, shortcut=QKeySequence.HelpContents,
+                                    triggered=self.show_shortcuts))
+        help_menu.addAction(QAction("About RadSight", self, triggered=self.show_about))
+
+    # actions ----------------------------------------------------------------------------
+    def _show_readout(self, text: str) -> None:
+        self.readout.setText(text)
+
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table cellpadding=3>{rows}</table>")
+
+    def about_text(self) -> str:
+        import pydicom
+        import SimpleITK
+        import vtk
+        from PySide6 import __version__ as pyside_version
+
+        lines = [f"RadSight {__version__}", f"VTK {vtk.vtkVersion.GetVTKVersion()}", f"Qt for Python {pyside_version}",
+                 f"pydicom {pydicom.__version__}", f"SimpleITK {SimpleITK.Version_VersionString()}"]
+        try:
+            import onnxruntime
+
+            lines.append(f"ONNX Runtime {onnxruntime.__version__}")
+        except ImportError:
+            pass
+        lines.append("AI models: none loaded")
+        return "\n".join(lines)
+
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About RadSight", self.about_text())
+
+    def choose_folder(self) -> None:
+        start = self.settings.value("last_folder", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", start)
+        if folder:
+            self.open_path(folder)
+
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        for url in ev.mimeData().urls():
+            self.open_path(url.toLocalFile())
+
+    def open_path(self, path: str | Path, series_key: str | None = None) -> Job:
+        """Scan, index and load in the background; the largest series (or `series_key`) is shown."""
+        path = Path(path)
+        self.settings.setValue("last_folder", str(path if path.is_dir() else path.parent))
+
+        def work(progress, cancelled):
+            from viewer.dicom import load_series, open_path
+            from viewer.dicom.load import load_volume_file
+            from viewer.dicom.scan import is_volume_file
+
+            if path.is_file() and is_volume_file(path):
+                return load_volume_file(path), None
+            series, result = open_path(path, progress=progress, cancelled=cancelled)
+            if not series:
+                raise ValueError(f"no image series in {path} ({len(result.problems)} unreadable files)")
+            chosen = next((s for s in series if s.key == series_key), None) or max(series, key=lambda s: len(s.records))
+            return load_series(chosen, progress, cancelled), (series, result)
+
+        return self.run_job(work, f"Opening {path.name}", self._loaded)
+
+    def _open_browser_item(self, item: QTreeWidgetItem) -> None:
+        key = item.data(0, Qt.UserRole)
+        if not key or self.store is None:
+            return
+        series = self.store.indexed_series(key)
+        if series is None:
+            self.state.message.emit("The files of this series changed or moved; open the folder again")
+            return
+
+        def work(progress, cancelled):
+            from viewer.dicom import load_series
+
+            return load_series(series, progress, cancelled), None
+
+        self.run_job(work, "Loading series", self._loaded)
+
+    def _loaded(self, result) -> None:
+        volume, scanned = result
+        if scanned is not None and self.store is not None:
+            self.store.import_scan(*scanned)
+            self.refresh_browser()
+        self.state.set_volume(volume)
+        for w in volume.warnings:
+            self.state.message.emit(w.message)
+
+    def run_job(self, fn, name: str, on_done) -> Job:
+        job = Job(fn, name)
+        job.progress.connect(self._job_progress)
+        job.finished.connect(lambda result: (self._job_done(job), on_done(result)))
+        job.failed.connect(lambda message: (self._job_done(job), self._job_failed(name, message)))
+        self.jobs.append(job)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.statusBar().showMessage(name + "...")
+        job.start()
+        return job
+
+    def _job_progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{message} %v/%m")
+
+    def _job_done(self, job: Job) -> None:
+        if job in self.jobs:
+            self.jobs.remove(job)
+        if not self.jobs:
+            self.progress.hide()
+            self.cancel_button.hide()
+            self.statusBar().clearMessage()
+
+    def _job_failed(self, name: str, message: str) -> None:
+        self.statusBar().showMessage(message, 15000)
+        if "cancelled" not in message:
+            QMessageBox.warning(self, name, message)
+
+    def cancel_jobs(self) -> None:
+        for job in list(self.jobs):
+            job.cancel()
+
+    def closeEvent(self, ev) -> None:
+        self.cancel_jobs()
+        for job in list(self.jobs):
+            job.wait(5000)
+        for view in self.views.values():
+            view.close()
+        super().closeEvent(ev)
+
+
+def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "") -> int:
+    """Start the desktop application (used by `radsight open` and `radsight demo`)."""
+    import sys
+
+    from viewer.store import Store
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("RadSight")
+    store = Store()
+    window = MainWindow(store=store)
+    window.show()
+    if volume is not None:
+        window.state.set_volume(volume)
+        if labels is not None:
+            window.state.set_labels(labels, labels_source)
+    for path in paths or []:
+        window.open_path(path)
+    code = app.exec()
+    store.close()
+    return code

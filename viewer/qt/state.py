@@ -1,0 +1,70 @@
+"""The viewer's shared state: one crosshair, one window/level, the loaded volume and overlays.
+
+Views subscribe to its signals and never talk to each other, so syncing is a property of the
+model (STYLE.md rule 5): a widget test changes the state and asserts the views.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from viewer.core.volume import Volume
+
+
+class ViewerState(QObject):
+    volume_changed = Signal(object)
+    crosshair_changed = Signal(object)  # numpy LPS point
+    window_changed = Signal(float, float)  # width, level
+    labels_changed = Signal(object)
+    message = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.volume: Volume | None = None
+        self.labels: Volume | None = None
+        self.labels_source: str = ""
+        self.crosshair = np.zeros(3)
+        self.window = (400.0, 40.0)
+
+    def set_volume(self, volume: Volume) -> None:
+        self.volume = volume
+        self.labels = None
+        nz, ny, nx = volume.shape
+        self.crosshair = volume.index_to_lps([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
+        wc, ww = volume.display.window_center, volume.display.window_width
+        if ww:
+            self.window = (float(ww), float(wc))
+        self.volume_changed.emit(volume)
+        self.window_changed.emit(*self.window)
+        self.crosshair_changed.emit(self.crosshair)
+
+    def set_labels(self, labels: Volume | None, source: str = "") -> None:
+        self.labels, self.labels_source = labels, source
+        self.labels_changed.emit(labels)
+
+    def set_crosshair(self, point) -> None:
+        point = np.asarray(point, float)
+        if self.volume is not None:
+            # Keep the crosshair inside the volume's box.
+            ijk = np.clip(self.volume.lps_to_index(point), 0, np.array(self.volume.shape[::-1]) - 1)
+            point = self.volume.index_to_lps(ijk)
+        if np.allclose(point, self.crosshair):
+            return
+        self.crosshair = point
+        self.crosshair_changed.emit(point)
+
+    def set_window(self, width: float, level: float) -> None:
+        width = max(float(width), 1.0)
+        self.window = (width, float(level))
+        self.window_changed.emit(width, float(level))
+
+    def value_at(self, point) -> float | None:
+        """The voxel value nearest to an LPS point, or None outside the volume."""
+        if self.volume is None:
+            return None
+        i, j, k = np.rint(self.volume.lps_to_index(point)).astype(int)
+        nz, ny, nx = self.volume.shape
+        if 0 <= i < nx and 0 <= j < ny and 0 <= k < nz:
+            return float(self.volume.voxels[k, j, i])
+        return None
