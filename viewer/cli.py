@@ -202,6 +202,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_render(args) -> int:
+    from viewer.render.bench import run_render_benchmark
+
+    report = run_render_benchmark(frames=args.frames, log=lambda m: print(m, file=sys.stderr, flush=True))
+    _emit(report, args.json, lambda r: print(r["text"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radsight", description="RadSight radiology viewer")
     parser.add_argument("--version", action="version", version=f"radsight {__version__}")
@@ -249,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", help="where to write the synthetic 512x512 series (default: a temp folder)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    b = bench.add_parser("render", help="slice scroll with overlay vs bare VTK slice render; 3D frame time")
+    b.add_argument("--frames", type=int, default=60)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_render)
     return parser
 
 

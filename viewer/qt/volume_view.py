@@ -33,6 +33,7 @@ class VolumeView(QWidget):
             self.render_window.RemoveRenderer(self.scene.renderer)
         self.scene = VolumeScene(volume, self.preset)
         self.render_window.AddRenderer(self.scene.renderer)
+        self.scene.adapt_to(self.render_window)
         self.render_window.Render()
 
     def _on_labels(self, labels) -> None:
