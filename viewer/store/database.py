@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from viewer.core.errors import RadSightError
+from viewer.core.measurements import Measurement
 from viewer.core.volume import GeometryWarning
 from viewer.dicom.header import SliceRecord
 from viewer.dicom.info import series_info
@@ -146,6 +147,25 @@ class Store:
         warnings = [GeometryWarning(**w) for w in json.loads(summary[0]).get("warnings", [])
                     if w["code"] in ("split_series", "split_acquisitions", "duplicate_positions")]
         return Series(series_key, [_record_from_json(row[3]) for row in rows], warnings)
+
+    def save_measurement(self, series_key: str, m: Measurement) -> None:
+        """Insert or update (same id) a measurement of a series."""
+        with self.db:
+            self.db.execute(
+                """INSERT INTO measurements(id, series_key, kind, label, points_json) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET kind=excluded.kind, label=excluded.label,
+                     points_json=excluded.points_json,
+                     updated_at=strftime('%Y-%m-%dT%H:%M:%fZ', 'now')""",
+                (m.id, series_key, m.kind, m.label, json.dumps(m.points)))
+
+    def delete_measurement(self, measurement_id: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM measurements WHERE id = ?", (measurement_id,))
+
+    def measurements(self, series_key: str) -> list[Measurement]:
+        rows = self.db.execute("SELECT id, kind, label, points_json FROM measurements WHERE series_key = ? "
+                               "ORDER BY created_at, id", (series_key,))
+        return [Measurement(kind, tuple(map(tuple, json.loads(points))), label, id_) for id_, kind, label, points in rows]
 
     def table_counts(self) -> dict[str, int]:
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]

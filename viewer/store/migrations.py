@@ -44,3 +44,19 @@ MIGRATIONS: list[str] = [
     );
     """,
 ]
+
+MIGRATIONS.append(
+    # 2: reader measurements, per series.
+    """
+    CREATE TABLE measurements (
+        id TEXT PRIMARY KEY,
+        series_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        points_json TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX measurements_by_series ON measurements(series_key);
+    """
+)
