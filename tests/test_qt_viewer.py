@@ -127,3 +127,46 @@ def test_about_lists_versions(window):
 
     text = window.about_text()
     assert "RadSight" in text and vtk.vtkVersion.GetVTKVersion() in text
+
+
+def _drag(qtbot, widget, start, end):
+    from PySide6.QtCore import QPoint
+
+    qtbot.mousePress(widget, Qt.LeftButton, pos=QPoint(*start))
+    qtbot.mouseMove(widget, QPoint(*end))
+    qtbot.mouseRelease(widget, Qt.LeftButton, pos=QPoint(*end))
+
+
+def test_measure_edit_reload_and_delete(window, qtbot, volume):
+    window.state.series_key = "test-series"
+    axial = window.views["axial"]
+    window.set_layout("1x1")
+    qtbot.wait(100)
+    window.state.set_tool("line")
+    a, b = (200, 200), (300, 260)
+    _drag(qtbot, axial.widget, a, b)
+    assert len(window.state.measurements) == 1
+    m = window.state.measurements[0]
+    expected = np.linalg.norm(axial.display_to_lps(*b) - axial.display_to_lps(*a))
+    assert m.values()[0].value == pytest.approx(expected, rel=1e-6) and expected > 5
+    assert window.measurement_panel.list.count() == 1
+    assert "mm" in window.measurement_panel.list.item(0).text()
+    # Edit: without a tool, drag the second end point elsewhere.
+    window.state.set_tool("")
+    _drag(qtbot, axial.widget, b, (350, 200))
+    edited = window.state.measurements[0]
+    assert edited.id == m.id
+    assert np.linalg.norm(edited.array[1] - axial.display_to_lps(350, 200)) < 1e-6
+    # Stored per series: a fresh state on the same store sees the edited measurement.
+    assert window.store.measurements("test-series")[0].points == edited.points
+    # An ellipse ROI by drag gives area and HU statistics.
+    window.state.set_tool("ellipse")
+    _drag(qtbot, axial.widget, (250, 250), (290, 280))
+    roi = window.state.measurements[-1]
+    names = {v.name for v in roi.values(volume)}
+    assert {"area_mm2", "mean", "sd"} <= names
+    window.state.set_tool("")
+    axial.selected_id = roi.id
+    qtbot.keyClick(axial.widget, Qt.Key_Delete)
+    assert [x.id for x in window.state.measurements] == [m.id]
+    assert [x.id for x in window.store.measurements("test-series")] == [m.id]

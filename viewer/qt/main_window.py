@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayo
 
 from viewer import __version__
 from viewer.core.presets import window_presets
+from viewer.qt.measurement_panel import TOOLS, MeasurementPanel
 from viewer.qt.slice_view import SliceView
 from viewer.qt.state import ViewerState
 from viewer.qt.volume_view import VolumeView
@@ -23,6 +24,8 @@ SHORTCUTS = [
     ("Ctrl + wheel", "zoom"), ("Left click/drag", "move the crosshair (all views follow)"),
     ("Right drag", "window (horizontal) / level (vertical)"), ("Middle drag", "pan"),
     ("R", "reset zoom and pan"), ("Ctrl+O", "open a folder"), ("Ctrl+1/2/3", "layout 1x1, 1x3, 2x2"),
+    ("Ctrl+L / Ctrl+G", "line / angle tool"), ("Ctrl+E / Ctrl+P", "ellipse / polygon ROI tool (Enter closes)"),
+    ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
 
 
@@ -31,6 +34,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.state = state or ViewerState()
         self.store = store
+        self.state.store = store
         self.settings = QSettings("RadSight", "RadSight")
         self.jobs: list[Job] = []
         self.setWindowTitle(f"RadSight {__version__}")
@@ -75,9 +79,10 @@ class MainWindow(QMainWindow):
         dock.setObjectName("studies")
         dock.setWidget(self.browser)
         self.addDockWidget(Qt.LeftDockWidgetArea, dock)
-        self.panel_area = QDockWidget("Panels", self)  # plugins (AI, nodules, report) dock here
-        self.panel_area.setObjectName("panels")
-        self.panel_area.setWidget(QLabel("  No panel yet"))
+        self.measurement_panel = MeasurementPanel(self.state)
+        self.panel_area = QDockWidget("Measurements", self)  # plugin panels (AI, nodules, report) dock beside it
+        self.panel_area.setObjectName("measurements")
+        self.panel_area.setWidget(self.measurement_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_area)
         self.refresh_browser()
 
@@ -126,6 +131,10 @@ class MainWindow(QMainWindow):
 
         for name in VOLUME_PRESETS:
             volume_menu.addAction(QAction(name, self, triggered=lambda _=False, name=name: self.views["3d"].set_preset(name)))
+        tools_menu = self.menuBar().addMenu("&Tools")
+        for (kind, title), key in zip(TOOLS, ("Esc", "Ctrl+L", "Ctrl+G", "Ctrl+E", "Ctrl+P")):
+            tools_menu.addAction(QAction(title, self, shortcut=QKeySequence(key),
+                                         triggered=lambda _=False, kind=kind: self.state.set_tool(kind)))
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(QAction("Keyboard shortcuts", self, shortcut=QKeySequence.HelpContents,
                                     triggered=self.show_shortcuts))
@@ -184,12 +193,12 @@ class MainWindow(QMainWindow):
             from viewer.dicom.scan import is_volume_file
 
             if path.is_file() and is_volume_file(path):
-                return load_volume_file(path), None
+                return load_volume_file(path), None, str(path.resolve())
             series, result = open_path(path, progress=progress, cancelled=cancelled)
             if not series:
                 raise ValueError(f"no image series in {path} ({len(result.problems)} unreadable files)")
             chosen = next((s for s in series if s.key == series_key), None) or max(series, key=lambda s: len(s.records))
-            return load_series(chosen, progress, cancelled), (series, result)
+            return load_series(chosen, progress, cancelled), (series, result), chosen.key
 
         return self.run_job(work, f"Opening {path.name}", self._loaded)
 
@@ -205,16 +214,16 @@ class MainWindow(QMainWindow):
         def work(progress, cancelled):
             from viewer.dicom import load_series
 
-            return load_series(series, progress, cancelled), None
+            return load_series(series, progress, cancelled), None, key
 
         self.run_job(work, "Loading series", self._loaded)
 
     def _loaded(self, result) -> None:
-        volume, scanned = result
+        volume, scanned, key = result
         if scanned is not None and self.store is not None:
             self.store.import_scan(*scanned)
             self.refresh_browser()
-        self.state.set_volume(volume)
+        self.state.set_volume(volume, key)
         for w in volume.warnings:
             self.state.message.emit(w.message)
 
@@ -262,7 +271,8 @@ class MainWindow(QMainWindow):
         super().closeEvent(ev)
 
 
-def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "") -> int:
+def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "",
+               series_key: str | None = None) -> int:
     """Start the desktop application (used by `radsight open` and `radsight demo`)."""
     import sys
 
@@ -274,7 +284,7 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
     window = MainWindow(store=store)
     window.show()
     if volume is not None:
-        window.state.set_volume(volume)
+        window.state.set_volume(volume, series_key)
         if labels is not None:
             window.state.set_labels(labels, labels_source)
     for path in paths or []:

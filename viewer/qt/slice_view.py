@@ -1,8 +1,10 @@
 """A 2-D MPR view: a SliceScene in a QVTK widget, bound to the shared ViewerState.
 
-Mouse: left click/drag moves the crosshair, wheel scrolls slices (Ctrl+wheel zooms), right
-drag changes window/level, middle drag pans. Keys: arrows and Page Up/Down scroll, 1-5 window
-presets, R resets zoom. Everything a view shows comes from the state, so views stay in sync.
+Mouse: left click/drag moves the crosshair (or, with a measurement tool, measures; without one,
+dragging a measurement's point edits it), wheel scrolls slices (Ctrl+wheel zooms), right drag
+changes window/level, middle drag pans. Keys: arrows and Page Up/Down scroll, 1-5 window
+presets, R resets zoom, Enter closes a polygon, Esc cancels, Delete removes the selected
+measurement. Everything a view shows comes from the state, so views stay in sync.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
+from viewer.core.measurements import Measurement
 from viewer.core.presets import window_presets
+from viewer.qt.measurement_layer import MeasurementLayer, outline_points
 from viewer.qt.state import ViewerState
 from viewer.render.slice_scene import SliceScene
 
@@ -36,7 +40,10 @@ class _VTKWidget(QVTKRenderWindowInteractor):
         self.owner.mouse_move(ev)
 
     def mouseReleaseEvent(self, ev):
-        self.owner.drag = None
+        self.owner.mouse_release(ev)
+
+    def mouseDoubleClickEvent(self, ev):
+        self.owner.finish_polygon()
 
     def wheelEvent(self, ev):
         self.owner.wheel(ev)
@@ -53,7 +60,11 @@ class SliceView(QWidget):
         super().__init__(parent)
         self.state, self.view = state, view
         self.scene: SliceScene | None = None
+        self.layer: MeasurementLayer | None = None
         self.drag: tuple | None = None
+        self.draft: list[np.ndarray] = []
+        self.editing: tuple[Measurement, int] | None = None
+        self.selected_id: str | None = None
         self.zoom = 1.0
         self.widget = _VTKWidget(self)
         layout = QVBoxLayout(self)
@@ -68,6 +79,8 @@ class SliceView(QWidget):
         state.crosshair_changed.connect(self._on_crosshair)
         state.window_changed.connect(self._on_window)
         state.labels_changed.connect(self._on_labels)
+        state.measurements_changed.connect(self.redraw_measurements)
+        state.tool_changed.connect(lambda _: self._cancel_draft())
 
     # model -> view ----------------------------------------------------------------------
     def _on_volume(self, volume) -> None:
@@ -77,6 +90,7 @@ class SliceView(QWidget):
         for actor in self._lines:
             self.scene.renderer.AddActor(actor)
         self.scene.renderer.AddViewProp(self._corner)
+        self.layer = MeasurementLayer(self.scene.renderer)
         self.render_window.AddRenderer(self.scene.renderer)
         self.reset_camera()
 
@@ -99,6 +113,15 @@ class SliceView(QWidget):
         self._set_line(self._lines[0], (u, v0, 0.02), (u, v1, 0.02))
         self._set_line(self._lines[1], (u0, v, 0.02), (u1, v, 0.02))
         self._update_corner()
+        self.redraw_measurements()
+
+    def redraw_measurements(self) -> None:
+        if self.scene is None or self.layer is None:
+            return
+        draft = self.draft
+        if self.state.tool == "ellipse" and len(draft) == 2:
+            draft = list(outline_points(self._ellipse_from_drag(*draft))) if self._ellipse_ok(*draft) else []
+        self.layer.draw(self.state.measurements, self.scene, self.state.volume, self.selected_id, draft)
         self.refresh()
 
     def _on_window(self, width: float, level: float) -> None:
@@ -141,9 +164,80 @@ class SliceView(QWidget):
         if self.scene is None:
             return
         pos = ev.position()
+        point = self.display_to_lps(pos.x(), pos.y())
         self.drag = (ev.button(), pos.x(), pos.y(), self.state.window)
-        if ev.button() == Qt.LeftButton:
-            self.state.set_crosshair(self.display_to_lps(pos.x(), pos.y()))
+        if ev.button() != Qt.LeftButton:
+            return
+        tool = self.state.tool
+        if tool in ("line", "ellipse"):
+            self.draft = [point, point]
+        elif tool in ("angle", "polygon"):
+            self.draft = (self.draft[:-1] if self.draft else []) + [point, point]
+            if tool == "angle" and len(self.draft) == 4:
+                self._commit(Measurement("angle", tuple(map(tuple, self.draft[:3]))))
+        elif (hit := self._hit_point(pos.x(), pos.y())) is not None:
+            self.editing = hit
+            self.selected_id = hit[0].id
+        else:
+            self.state.set_crosshair(point)
+        self.redraw_measurements()
+
+    def mouse_release(self, ev) -> None:
+        self.drag = None
+        tool = self.state.tool
+        if tool in ("line", "ellipse") and len(self.draft) == 2:
+            a, b = self.draft
+            if tool == "line" and np.linalg.norm(b - a) > 0.1:
+                self._commit(Measurement("line", (tuple(a), tuple(b))))
+            elif tool == "ellipse" and self._ellipse_ok(a, b):
+                self._commit(self._ellipse_from_drag(a, b))
+            else:
+                self._cancel_draft()
+        if self.editing is not None:
+            m, n = self.editing
+            self.editing = None
+            self.state.save_measurement(next(x for x in self.state.measurements if x.id == m.id))
+
+    def finish_polygon(self) -> None:
+        if self.state.tool == "polygon" and len(self.draft) >= 4:
+            self._commit(Measurement("polygon", tuple(map(tuple, self.draft[:-1]))))
+
+    def _commit(self, m: Measurement) -> None:
+        self.draft = []
+        self.selected_id = m.id
+        self.state.save_measurement(m)
+
+    def _cancel_draft(self) -> None:
+        self.draft = []
+        self.redraw_measurements()
+
+    def _ellipse_ok(self, a, b) -> bool:
+        d = b - a
+        return abs(d @ self.scene.right) > 0.2 and abs(d @ self.scene.up) > 0.2
+
+    def _ellipse_from_drag(self, a, b) -> Measurement:
+        """The ellipse inscribed in the dragged screen rectangle."""
+        centre = (a + b) / 2
+        d = (b - a) / 2
+        u = (d @ self.scene.right) * self.scene.right
+        v = (d @ self.scene.up) * self.scene.up
+        return Measurement("ellipse", (tuple(centre), tuple(centre + u), tuple(centre + v)))
+
+    def _hit_point(self, x: float, y: float, radius_px: float = 6.0):
+        """The measurement point under the mouse on this plane: (measurement, point index)."""
+        ren = self.scene.renderer
+        ratio = self.widget.devicePixelRatioF()
+        d = float(self.scene.position @ self.scene.normal)
+        for m in self.state.measurements:
+            for n, p in enumerate(m.array):
+                if abs(p @ self.scene.normal - d) > self.scene.slice_step / 2 + 1e-6:
+                    continue
+                ren.SetWorldPoint(p @ self.scene.right, p @ self.scene.up, 0, 1)
+                ren.WorldToDisplay()
+                px, py, _ = ren.GetDisplayPoint()
+                if np.hypot(px / ratio - x, (self.widget.height() - py / ratio) - y) <= radius_px:
+                    return m, n
+        return None
 
     def mouse_move(self, ev) -> None:
         if self.scene is None:
@@ -154,10 +248,22 @@ class SliceView(QWidget):
         unit = " HU" if self.state.volume.unit == "[hnsf'U]" else ""
         text = f"({point[0]:.1f}, {point[1]:.1f}, {point[2]:.1f}) mm LPS"
         self.readout.emit(text + (f"   {value:.0f}{unit}" if value is not None else ""))
+        if self.draft and (self.drag is not None or self.state.tool in ("angle", "polygon")):
+            self.draft[-1] = point
+            self.redraw_measurements()
+            return
         if self.drag is None:
             return
         button, x0, y0, (w0, l0) = self.drag
-        if button == Qt.LeftButton:
+        if button == Qt.LeftButton and self.editing is not None:
+            m, n = self.editing
+            points = list(m.points)
+            points[n] = tuple(point)
+            moved = Measurement(m.kind, tuple(points), m.label, m.id)
+            self.state.measurements = [moved if x.id == m.id else x for x in self.state.measurements]
+            self.editing = (moved, n)
+            self.redraw_measurements()
+        elif button == Qt.LeftButton:
             self.state.set_crosshair(point)
         elif button == Qt.RightButton:
             self.state.set_window(w0 * np.exp((pos.x() - x0) / 200.0), l0 - (pos.y() - y0) * w0 / 400.0)
@@ -203,6 +309,19 @@ class SliceView(QWidget):
                 return True
         if ev.key() == Qt.Key_R:
             self.reset_camera()
+            return True
+        if ev.key() in (Qt.Key_Return, Qt.Key_Enter):
+            self.finish_polygon()
+            return True
+        if ev.key() == Qt.Key_Escape:
+            if self.draft:
+                self._cancel_draft()
+            else:
+                self.state.set_tool("")
+            return True
+        if ev.key() in (Qt.Key_Delete, Qt.Key_Backspace) and self.selected_id:
+            self.state.delete_measurement(self.selected_id)
+            self.selected_id = None
             return True
         return False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from viewer.core.measurements import Measurement
 from viewer.core.volume import Volume
 
 
@@ -17,6 +18,8 @@ class ViewerState(QObject):
     crosshair_changed = Signal(object)  # numpy LPS point
     window_changed = Signal(float, float)  # width, level
     labels_changed = Signal(object)
+    measurements_changed = Signal()
+    tool_changed = Signal(str)
     message = Signal(str)
 
     def __init__(self) -> None:
@@ -26,9 +29,15 @@ class ViewerState(QObject):
         self.labels_source: str = ""
         self.crosshair = np.zeros(3)
         self.window = (400.0, 40.0)
+        self.series_key: str | None = None
+        self.measurements: list[Measurement] = []
+        self.tool = ""  # "", or a measurement kind
+        self.store = None  # viewer.store.Store, when measurements are to be kept
 
-    def set_volume(self, volume: Volume) -> None:
+    def set_volume(self, volume: Volume, series_key: str | None = None) -> None:
         self.volume = volume
+        self.series_key = series_key
+        self.measurements = self.store.measurements(series_key) if self.store is not None and series_key else []
         self.labels = None
         nz, ny, nx = volume.shape
         self.crosshair = volume.index_to_lps([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
@@ -38,6 +47,24 @@ class ViewerState(QObject):
         self.volume_changed.emit(volume)
         self.window_changed.emit(*self.window)
         self.crosshair_changed.emit(self.crosshair)
+        self.measurements_changed.emit()
+
+    def set_tool(self, kind: str) -> None:
+        self.tool = kind
+        self.tool_changed.emit(kind)
+
+    def save_measurement(self, m: Measurement) -> None:
+        """Add or replace (same id) a measurement; kept in the store per series."""
+        self.measurements = [x for x in self.measurements if x.id != m.id] + [m]
+        if self.store is not None and self.series_key:
+            self.store.save_measurement(self.series_key, m)
+        self.measurements_changed.emit()
+
+    def delete_measurement(self, measurement_id: str) -> None:
+        self.measurements = [x for x in self.measurements if x.id != measurement_id]
+        if self.store is not None:
+            self.store.delete_measurement(measurement_id)
+        self.measurements_changed.emit()
 
     def set_labels(self, labels: Volume | None, source: str = "") -> None:
         self.labels, self.labels_source = labels, source
