@@ -170,3 +170,24 @@ def test_measure_edit_reload_and_delete(window, qtbot, volume):
     qtbot.keyClick(axial.widget, Qt.Key_Delete)
     assert [x.id for x in window.state.measurements] == [m.id]
     assert [x.id for x in window.store.measurements("test-series")] == [m.id]
+
+
+def test_overlay_legend_toggles_and_heatmap(window, qtbot, volume):
+    from viewer.qt.state import Overlay
+
+    labels = volume.with_voxels((volume.voxels > 0).astype(np.uint8))
+    window.state.set_labels(labels, "unit-test labels")
+    heat = volume.with_voxels(np.linspace(0, 1, volume.voxels.size, dtype=np.float32).reshape(volume.shape))
+    window.state.add_overlay(Overlay("Grad-CAM", "heatmap", heat, "test-model 1.0 (Grad-CAM)", threshold=0.2))
+    panel = window.overlay_panel
+    assert panel.list.count() == 2
+    assert "test-model 1.0" in panel.list.item(1).text()
+    axial = window.views["axial"].scene
+    drawn = len(axial.label_actors)
+    assert drawn == 3  # labels + heatmap + colour bar
+    panel.list.item(0).setCheckState(Qt.Unchecked)
+    assert window.state.overlays[0].visible is False
+    assert len(axial.label_actors) == 2
+    panel.list.setCurrentRow(1)
+    panel.opacity.setValue(30)
+    assert window.state.overlays[1].opacity == pytest.approx(0.3)

@@ -140,3 +140,30 @@ def test_cli_render_writes_png(tmp_path, volume):
     bad = subprocess.run([sys.executable, "-m", "viewer.cli", "render", str(tmp_path / "v.nii.gz"), "--preset",
                           "nope", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown window preset" in bad.stderr
+
+
+def test_heatmap_colour_threshold_and_colorbar():
+    from matplotlib import colormaps
+
+    voxels = np.zeros((3, 20, 40), np.int16)
+    heat = np.zeros((3, 20, 40), np.float32)
+    heat[:, :, 20:] = np.linspace(0, 1, 20)[None, None, :]  # ramp on the right half
+    vol = Volume(voxels, np.eye(4))
+    from viewer.render.offscreen import render_to_array
+    from viewer.render.slice_scene import SliceScene
+
+    scene = SliceScene(vol, "axial")
+    scene.set_window(100, 50)  # grey 0 HU -> black
+    for actor in scene._letters.values():
+        actor.SetVisibility(0)
+    scene.add_heatmap(vol.with_voxels(heat), colormap="inferno", opacity=1.0, threshold=0.5, value_range=(0, 1))
+    scene.label_actors[-1].SetVisibility(0)  # hide the colour bar to read the map's pixels
+    nu, nv = scene.output_size()
+    scene.fit_camera(nu, nv)
+    rgb = render_to_array(scene.renderer, nu, nv)
+    assert rgb[10, 25].max() == 0  # value 0.26 < threshold: transparent over black
+    r, g, b, _ = colormaps["inferno"](heat[0, 10, 37])
+    np.testing.assert_allclose(rgb[10, 37], np.array([r, g, b]) * 255, atol=6)
+    scene.label_actors[-1].SetVisibility(1)
+    with_bar = render_to_array(scene.renderer, 200, 100)
+    assert with_bar[:, 170:].max() > 0  # the colour bar is drawn at the right

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayo
 from viewer import __version__
 from viewer.core.presets import window_presets
 from viewer.qt.measurement_panel import TOOLS, MeasurementPanel
+from viewer.qt.overlay_panel import OverlayPanel
 from viewer.qt.slice_view import SliceView
 from viewer.qt.state import ViewerState
 from viewer.qt.volume_view import VolumeView
@@ -84,6 +85,11 @@ class MainWindow(QMainWindow):
         self.panel_area.setObjectName("measurements")
         self.panel_area.setWidget(self.measurement_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, self.panel_area)
+        self.overlay_panel = OverlayPanel(self.state)
+        overlays = QDockWidget("Overlays", self)
+        overlays.setObjectName("overlays")
+        overlays.setWidget(self.overlay_panel)
+        self.addDockWidget(Qt.RightDockWidgetArea, overlays)
         self.refresh_browser()
 
     def refresh_browser(self) -> None:

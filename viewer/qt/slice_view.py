@@ -19,7 +19,7 @@ from viewer.core.measurements import Measurement
 from viewer.core.presets import window_presets
 from viewer.qt.measurement_layer import MeasurementLayer, outline_points
 from viewer.qt.state import ViewerState
-from viewer.render.slice_scene import SliceScene
+from viewer.render.slice_scene import DEFAULT_LABEL_COLORS, LabelStyle, SliceScene
 
 SCROLL_KEYS = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
 
@@ -78,7 +78,7 @@ class SliceView(QWidget):
         state.volume_changed.connect(self._on_volume)
         state.crosshair_changed.connect(self._on_crosshair)
         state.window_changed.connect(self._on_window)
-        state.labels_changed.connect(self._on_labels)
+        state.overlays_changed.connect(self._on_overlays)
         state.measurements_changed.connect(self.redraw_measurements)
         state.tool_changed.connect(lambda _: self._cancel_draft())
 
@@ -94,14 +94,23 @@ class SliceView(QWidget):
         self.render_window.AddRenderer(self.scene.renderer)
         self.reset_camera()
 
-    def _on_labels(self, labels) -> None:
+    def _on_overlays(self) -> None:
         if self.scene is None:
             return
         for actor in self.scene.label_actors:
-            self.scene.renderer.RemoveActor(actor)
+            self.scene.renderer.RemoveViewProp(actor)
         self.scene.label_actors.clear()
-        if labels is not None:
-            self.scene.add_labels(labels)
+        for overlay in self.state.overlays:
+            if not overlay.visible:
+                continue
+            if overlay.kind == "labels":
+                values = [int(v) for v in np.unique(overlay.volume.voxels) if v != 0]
+                styles = {v: LabelStyle(DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)], overlay.opacity)
+                          for n, v in enumerate(values)}
+                self.scene.add_labels(overlay.volume, styles, outline=overlay.outline)
+            else:
+                self.scene.add_heatmap(overlay.volume, overlay.colormap, overlay.opacity, overlay.threshold,
+                                       colorbar_title=overlay.name)
         self.refresh()
 
     def _on_crosshair(self, point) -> None:

@@ -6,6 +6,8 @@ model (STYLE.md rule 5): a widget test changes the state and asserts the views.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
@@ -13,11 +15,26 @@ from viewer.core.measurements import Measurement
 from viewer.core.volume import Volume
 
 
+@dataclass
+class Overlay:
+    """Something drawn over the image, with where it came from (model and version, or a file)."""
+
+    name: str
+    kind: str  # "labels" or "heatmap"
+    volume: Volume
+    source: str
+    visible: bool = True
+    opacity: float = 0.5
+    outline: bool = False
+    colormap: str = "inferno"
+    threshold: float | None = None
+
+
 class ViewerState(QObject):
     volume_changed = Signal(object)
     crosshair_changed = Signal(object)  # numpy LPS point
     window_changed = Signal(float, float)  # width, level
-    labels_changed = Signal(object)
+    overlays_changed = Signal()
     measurements_changed = Signal()
     tool_changed = Signal(str)
     message = Signal(str)
@@ -25,8 +42,7 @@ class ViewerState(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.volume: Volume | None = None
-        self.labels: Volume | None = None
-        self.labels_source: str = ""
+        self.overlays: list[Overlay] = []
         self.crosshair = np.zeros(3)
         self.window = (400.0, 40.0)
         self.series_key: str | None = None
@@ -38,7 +54,7 @@ class ViewerState(QObject):
         self.volume = volume
         self.series_key = series_key
         self.measurements = self.store.measurements(series_key) if self.store is not None and series_key else []
-        self.labels = None
+        self.overlays = []
         nz, ny, nx = volume.shape
         self.crosshair = volume.index_to_lps([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2])
         wc, ww = volume.display.window_center, volume.display.window_width
@@ -48,6 +64,7 @@ class ViewerState(QObject):
         self.window_changed.emit(*self.window)
         self.crosshair_changed.emit(self.crosshair)
         self.measurements_changed.emit()
+        self.overlays_changed.emit()
 
     def set_tool(self, kind: str) -> None:
         self.tool = kind
@@ -66,9 +83,25 @@ class ViewerState(QObject):
             self.store.delete_measurement(measurement_id)
         self.measurements_changed.emit()
 
+    def add_overlay(self, overlay: Overlay) -> None:
+        self.overlays.append(overlay)
+        self.overlays_changed.emit()
+
     def set_labels(self, labels: Volume | None, source: str = "") -> None:
-        self.labels, self.labels_source = labels, source
-        self.labels_changed.emit(labels)
+        """Show a label mask (replacing other label overlays)."""
+        self.overlays = [o for o in self.overlays if o.kind != "labels"]
+        if labels is not None:
+            self.overlays.append(Overlay("Labels", "labels", labels, source))
+        self.overlays_changed.emit()
+
+    def update_overlay(self, index: int, **changes) -> None:
+        for key, value in changes.items():
+            setattr(self.overlays[index], key, value)
+        self.overlays_changed.emit()
+
+    def remove_overlay(self, index: int) -> None:
+        del self.overlays[index]
+        self.overlays_changed.emit()
 
     def set_crosshair(self, point) -> None:
         point = np.asarray(point, float)

@@ -26,7 +26,7 @@ class VolumeView(QWidget):
         self.render_window.SetDesiredUpdateRate(8.0)
         self.widget.GetRenderWindow().GetInteractor().SetStillUpdateRate(0.01)
         state.volume_changed.connect(self._on_volume)
-        state.labels_changed.connect(self._on_labels)
+        state.overlays_changed.connect(self._on_overlays)
 
     def _on_volume(self, volume) -> None:
         if self.scene is not None:
@@ -36,14 +36,16 @@ class VolumeView(QWidget):
         self.scene.adapt_to(self.render_window)
         self.render_window.Render()
 
-    def _on_labels(self, labels) -> None:
+    def _on_overlays(self) -> None:
         if self.scene is None:
             return
         for actor in self.scene.surfaces:
             self.scene.renderer.RemoveActor(actor)
         self.scene.surfaces.clear()
-        if labels is not None:
-            self.scene.add_label_surfaces(labels)
+        for overlay in self.state.overlays:
+            if overlay.kind == "labels" and overlay.visible:
+                for actor in self.scene.add_label_surfaces(overlay.volume):
+                    actor.GetProperty().SetOpacity(max(overlay.opacity, 0.3))
         self.render_window.Render()
 
     def set_preset(self, name: str) -> None:

@@ -163,6 +163,41 @@ class SliceScene:
         self.set_position(self.position)
         return actor
 
+    def add_heatmap(self, heatmap: Volume, colormap: str = "inferno", opacity: float = 0.6,
+                    threshold: float | None = None, value_range: tuple[float, float] | None = None,
+                    colorbar_title: str = "") -> vtk.vtkImageActor:
+        """A scalar map (e.g. Grad-CAM) in a matplotlib colour map; values below `threshold` are
+        transparent. A colour bar shows the mapping."""
+        values = heatmap.voxels
+        lo, hi = value_range or (float(np.nanmin(values)), float(np.nanmax(values)))
+        if hi <= lo:
+            hi = lo + 1.0
+        lut = colormap_lut(colormap, lo, hi, opacity, threshold)
+        reslice = self._add_reslice(to_vtk_image(heatmap, "heatmap"), heatmap, linear=True)
+        reslice.SetBackgroundLevel(lo - 1.0)  # outside the map: below the range, transparent
+        colors = vtk.vtkImageMapToColors()
+        colors.SetLookupTable(lut)
+        colors.SetOutputFormatToRGBA()
+        colors.SetInputConnection(reslice.GetOutputPort())
+        actor = vtk.vtkImageActor()
+        actor.GetMapper().SetInputConnection(colors.GetOutputPort())
+        actor.SetPosition(0, 0, 0.02)
+        self.renderer.AddActor(actor)
+        self.label_actors.append(actor)
+        bar = vtk.vtkScalarBarActor()
+        bar.SetLookupTable(lut)
+        bar.SetTitle(colorbar_title)
+        bar.SetNumberOfLabels(3)
+        bar.SetMaximumWidthInPixels(60)
+        bar.SetPosition(0.88, 0.15)
+        bar.SetWidth(0.1)
+        bar.SetHeight(0.6)
+        bar.GetLabelTextProperty().SetFontSize(11)
+        self.renderer.AddViewProp(bar)
+        self.label_actors.append(bar)
+        self.set_position(self.position)
+        return actor
+
     def _add_orientation_letters(self) -> None:
         labels = edge_labels(self.right, self.up)
         anchors = {"left": (0.01, 0.5, 0, 1), "right": (0.99, 0.5, 2, 1), "top": (0.5, 0.99, 1, 2),
@@ -198,6 +233,29 @@ class SliceScene:
         half_w = (u1 - u0 + self.sample_mm) / 2
         cam.SetParallelScale(max(half_h, half_w * height_px / max(width_px, 1)))
         self.renderer.ResetCameraClippingRange()
+
+
+def colormap_lut(name: str, lo: float, hi: float, opacity: float, threshold: float | None) -> vtk.vtkLookupTable:
+    """A VTK lookup table from a matplotlib colour map; entries below `threshold` transparent."""
+    from matplotlib import colormaps
+
+    try:
+        cmap = colormaps[name]
+    except KeyError:
+        raise ValueError(f"unknown colour map {name!r}") from None
+    lut = vtk.vtkLookupTable()
+    n = 256
+    lut.SetNumberOfTableValues(n)
+    lut.SetTableRange(lo, hi)
+    for k in range(n):
+        value = lo + (hi - lo) * k / (n - 1)
+        r, g, b, _ = cmap(k / (n - 1))
+        alpha = 0.0 if threshold is not None and value < threshold else opacity
+        lut.SetTableValue(k, r, g, b, alpha)
+    lut.UseBelowRangeColorOn()
+    lut.SetBelowRangeColor(0, 0, 0, 0)
+    lut.Build()
+    return lut
 
 
 def _outline_filter(reslice: vtk.vtkImageReslice):
