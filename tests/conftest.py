@@ -1,4 +1,4 @@
-"""Shared fixtures: each test session gets its own RadSight data folder; shared/testdata path."""
+"""Shared fixtures: each test session gets its own RadSight data and settings folders; shared/testdata path."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def _isolated_data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("radsight-data")
     old = os.environ.get("RADSIGHT_DATA_DIR")
     os.environ["RADSIGHT_DATA_DIR"] = str(path)
+    # Qt settings (layout, last folder) go to XDG_CONFIG_HOME: keep the user's own untouched.
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
     yield path
     if old is None:
         os.environ.pop("RADSIGHT_DATA_DIR", None)

@@ -15,17 +15,23 @@ from viewer.core.errors import RadSightError
 
 
 class StderrProgress:
-    """Progress lines on stderr, at most a few per second, only for work that takes a while."""
+    """Progress on stderr for work that takes a while: one rewritten line on a terminal, a plain
+    line every few seconds in a log."""
 
     def __init__(self, enabled: bool = True, min_total: int = 200):
         self.enabled, self.min_total, self._last = enabled, min_total, 0.0
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, done: int, total: int, message: str) -> None:
         now = time.monotonic()
-        if not self.enabled or total < self.min_total or (now - self._last < 0.25 and done < total):
+        interval = 0.25 if self.tty else 3.0
+        if not self.enabled or total < self.min_total or (now - self._last < interval and done < total):
             return
         self._last = now
-        print(f"\r{message}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        if self.tty:
+            print(f"\r\033[K{message}: {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        else:
+            print(f"{message}: {done}/{total}", file=sys.stderr, flush=True)
 
 
 def _emit(data, as_json: bool, human) -> None:

@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         overlays.setObjectName("overlays")
         overlays.setWidget(self.overlay_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, overlays)
+        self.resizeDocks([dock, self.panel_area], [230, 300], Qt.Horizontal)
         self.refresh_browser()
 
     def refresh_browser(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
+from PySide6.QtWidgets import (QGridLayout, QInputDialog, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
 
 from viewer.core.measurements import Measurement
@@ -20,13 +20,13 @@ class MeasurementPanel(QWidget):
         self.list = QListWidget()
         self.list.itemDoubleClicked.connect(self._rename)
         self.list.currentItemChanged.connect(self._jump)
-        tools = QHBoxLayout()
+        tools = QGridLayout()
         self.tool_buttons = {}
-        for kind, title in TOOLS:
+        for n, (kind, title) in enumerate(TOOLS):
             button = QPushButton(title)
             button.setCheckable(True)
             button.clicked.connect(lambda _=False, kind=kind: self.state.set_tool(kind))
-            tools.addWidget(button)
+            tools.addWidget(button, n // 3, n % 3)
             self.tool_buttons[kind] = button
         delete = QPushButton("Delete")
         delete.clicked.connect(self._delete)

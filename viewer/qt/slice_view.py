@@ -73,7 +73,7 @@ class SliceView(QWidget):
         self.render_window = self.widget.GetRenderWindow()
         self._lines = [self._line_actor((0.2, 0.8, 1.0)), self._line_actor((0.2, 0.8, 1.0))]
         self._corner = vtk.vtkCornerAnnotation()
-        self._corner.SetMaximumFontSize(14)
+        self._corner.SetMaximumFontSize(13)
         self._corner.GetTextProperty().SetColor(0.9, 0.9, 0.9)
         state.volume_changed.connect(self._on_volume)
         state.crosshair_changed.connect(self._on_crosshair)
@@ -147,7 +147,7 @@ class SliceView(QWidget):
         source = self.state.volume.source if self.state.volume is not None else None
         self._corner.SetText(0, f"W {width:.0f}  L {level:.0f}")
         self._corner.SetText(1, f"{self.view}  {d:+.1f} mm")
-        self._corner.SetText(2, (source.description or "") if source else "")
+        self._corner.SetText(3, (source.description or "") if source else "")
 
     def refresh(self) -> None:
         self.render_window.Render()

@@ -200,7 +200,7 @@ class SliceScene:
 
     def _add_orientation_letters(self) -> None:
         labels = edge_labels(self.right, self.up)
-        anchors = {"left": (0.01, 0.5, 0, 1), "right": (0.99, 0.5, 2, 1), "top": (0.5, 0.99, 1, 2),
+        anchors = {"left": (0.01, 0.5, 0, 1), "right": (0.99, 0.5, 2, 1), "top": (0.5, 0.93, 1, 2),
                    "bottom": (0.5, 0.01, 1, 0)}
         for edge, (x, y, h, v) in anchors.items():
             actor = vtk.vtkTextActor()
