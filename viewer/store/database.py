@@ -7,6 +7,7 @@ also keeps each frame's header record, so a known series reloads without re-pars
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from dataclasses import asdict, fields
@@ -25,20 +26,34 @@ from viewer.store.paths import default_database_path
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_FIELDS = [f.name for f in fields(SliceRecord)]
+_TUPLE_FIELDS = {"position", "orientation", "pixel_spacing", "window", "split_key"}
+# Identifies the field layout: records of another layout are re-scanned, not misread.
+_LAYOUT = hashlib.sha1(",".join(_FIELDS).encode()).hexdigest()[:12]
+
+
 def _record_to_json(r: SliceRecord) -> str:
-    data = asdict(r)
-    data["path"] = str(r.path)
-    return json.dumps(data, separators=(",", ":"))
+    """Values in field order: a list decodes ~3x faster than a dict, and a series reload is
+    mostly this decoding."""
+    values = [getattr(r, name) for name in _FIELDS]
+    values[_FIELDS.index("path")] = str(r.path)
+    return json.dumps([_LAYOUT] + values, separators=(",", ":"))
 
 
 def _record_from_json(text: str) -> SliceRecord:
     data = json.loads(text)
-    data["path"] = Path(data["path"])
-    for name in ("position", "orientation", "pixel_spacing", "window", "split_key"):
-        if data.get(name) is not None:
-            data[name] = tuple(data[name])
-    known = {f.name for f in fields(SliceRecord)}
-    return SliceRecord(**{k: v for k, v in data.items() if k in known})
+    if isinstance(data, dict):  # written before positional records
+        data = [data.get(name) for name in _FIELDS]
+    elif data[0] != _LAYOUT:
+        raise ValueError("index record of another field layout")
+    else:
+        data = data[1:]
+    values = dict(zip(_FIELDS, data))
+    values["path"] = Path(values["path"])
+    for name in _TUPLE_FIELDS:
+        if values.get(name) is not None:
+            values[name] = tuple(values[name])
+    return SliceRecord(**values)
 
 
 class Store:
@@ -146,7 +161,11 @@ class Store:
         summary = self.db.execute("SELECT summary_json FROM series WHERE series_key = ?", (series_key,)).fetchone()
         warnings = [GeometryWarning(**w) for w in json.loads(summary[0]).get("warnings", [])
                     if w["code"] in ("split_series", "split_acquisitions", "duplicate_positions")]
-        return Series(series_key, [_record_from_json(row[3]) for row in rows], warnings)
+        try:
+            records = [_record_from_json(row[3]) for row in rows]
+        except (ValueError, TypeError, KeyError):
+            return None  # written by another RadSight version: the caller re-scans
+        return Series(series_key, records, warnings)
 
     def save_measurement(self, series_key: str, m: Measurement) -> None:
         """Insert or update (same id) a measurement of a series."""
