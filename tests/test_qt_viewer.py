@@ -60,9 +60,9 @@ def test_keys_scroll_and_apply_presets(window, qtbot, volume):
     before = window.state.crosshair.copy()
     qtbot.keyClick(axial.widget, Qt.Key_Up)
     moved = window.state.crosshair - before
-    assert moved @ axial.scene.normal == pytest.approx(axial.scene.slice_step, abs=1e-6)
+    assert moved[2] == pytest.approx(axial.scene.slice_step, abs=1e-6)  # Up goes superior (+z in LPS)
     qtbot.keyClick(axial.widget, Qt.Key_PageDown)
-    assert (window.state.crosshair - before) @ axial.scene.normal == pytest.approx(-9 * axial.scene.slice_step, abs=1e-6)
+    assert (window.state.crosshair - before)[2] == pytest.approx(-9 * axial.scene.slice_step, abs=1e-6)
     qtbot.keyClicks(axial.widget, "1")
     lung = find_preset("lung")
     assert window.state.window == (lung.width, lung.level)
@@ -72,7 +72,10 @@ def test_layouts(window):
     window.set_layout("1x1")
     assert window.views["axial"].isVisible() and not window.views["coronal"].isVisible()
     window.set_layout("2x2")
-    assert all(v.isVisible() for v in window.views.values())
+    assert all(window.views[n].isVisible() for n in ("axial", "coronal", "sagittal", "3d"))
+    assert not window.views["prior-axial"].isVisible()
+    window.set_layout("compare")  # no prior loaded: stays on 2x2
+    assert window.layout_name == "2x2"
 
 
 def test_background_open_with_progress_and_cancel(window, qtbot, tmp_path):
@@ -191,3 +194,26 @@ def test_overlay_legend_toggles_and_heatmap(window, qtbot, volume):
     panel.list.setCurrentRow(1)
     panel.opacity.setValue(30)
     assert window.state.overlays[1].opacity == pytest.approx(0.3)
+
+
+def test_prior_comparison_follows_scrolling_and_window(window, qtbot, volume):
+    shifted = np.array(volume.affine)
+    shifted[:3, 3] += (3.0, -2.0, 10.0)  # the prior was scanned at another table position
+    prior = Volume(volume.voxels.copy(), shifted, unit="[hnsf'U]")
+    window.set_prior(prior)
+    assert window.layout_name == "compare" and window.views["prior-axial"].isVisible()
+    # Default: same patient coordinates.
+    point = volume.index_to_lps([20, 15, 10])
+    window.state.set_crosshair(point)
+    np.testing.assert_allclose(window.prior_state.crosshair, point, atol=1e-6)
+    # The reader unlinks, lines both up on the same anatomy, and links them again.
+    window.toggle_link()
+    window.prior_state.set_crosshair(prior.index_to_lps([20, 15, 10]))
+    np.testing.assert_allclose(window.state.crosshair, point, atol=1e-6)  # unlinked: current stays
+    window.toggle_link()
+    qtbot.keyClick(window.views["axial"].widget, Qt.Key_Up)  # scroll the current study
+    k_current = window.state.volume.lps_to_index(window.state.crosshair)[2]
+    k_prior = prior.lps_to_index(window.prior_state.crosshair)[2]
+    assert k_current == pytest.approx(11) and k_prior == pytest.approx(11)
+    window.state.set_window(1500, -600)
+    assert window.prior_state.window == (1500, -600)

@@ -125,7 +125,9 @@ def cmd_demo(args) -> int:
         return 0
     from viewer.qt.main_window import run_viewer
 
-    return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)")
+    prior = load(demo.visits[0].study_dir) if len(demo.visits) > 1 else None
+    return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)",
+                      series_key=str(volume.source.series_uid), prior=prior)
 
 
 def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow,
@@ -11,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayo
 
 from viewer import __version__
 from viewer.core.presets import window_presets
+from viewer.qt.comparison import ComparisonLink
 from viewer.qt.measurement_panel import TOOLS, MeasurementPanel
 from viewer.qt.overlay_panel import OverlayPanel
 from viewer.qt.slice_view import SliceView
@@ -18,7 +21,8 @@ from viewer.qt.state import ViewerState
 from viewer.qt.volume_view import VolumeView
 from viewer.qt.workers import Job
 
-LAYOUTS = {"1x1": ["axial"], "1x3": ["axial", "coronal", "sagittal"], "2x2": ["axial", "coronal", "sagittal", "3d"]}
+LAYOUTS = {"1x1": ["axial"], "1x3": ["axial", "coronal", "sagittal"], "2x2": ["axial", "coronal", "sagittal", "3d"],
+           "compare": ["axial", "prior-axial", "coronal", "prior-coronal"]}
 
 SHORTCUTS = [
     ("Mouse wheel, Up/Down", "next/previous slice"), ("Page Up/Down", "10 slices"),
@@ -26,6 +30,7 @@ SHORTCUTS = [
     ("Right drag", "window (horizontal) / level (vertical)"), ("Middle drag", "pan"),
     ("R", "reset zoom and pan"), ("Ctrl+O", "open a folder"), ("Ctrl+1/2/3", "layout 1x1, 1x3, 2x2"),
     ("Ctrl+L / Ctrl+G", "line / angle tool"), ("Ctrl+E / Ctrl+P", "ellipse / polygon ROI tool (Enter closes)"),
+    ("Ctrl+Shift+O", "open a prior study beside the current one"), ("Ctrl+K", "unlink prior and current; again: link them at the crosshairs"),
     ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
 
@@ -42,6 +47,11 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.views = {name: SliceView(self.state, name) for name in ("axial", "coronal", "sagittal")}
         self.views["3d"] = VolumeView(self.state)
+        self.prior_state = ViewerState()
+        self.prior_state.store = store
+        self.views["prior-axial"] = SliceView(self.prior_state, "axial")
+        self.views["prior-coronal"] = SliceView(self.prior_state, "coronal")
+        self.comparison = ComparisonLink(self.state, self.prior_state)
         for view in self.views.values():
             if isinstance(view, SliceView):
                 view.readout.connect(self._show_readout)
@@ -59,7 +69,7 @@ class MainWindow(QMainWindow):
 
     # layout -----------------------------------------------------------------------------
     def set_layout(self, name: str) -> None:
-        if name not in LAYOUTS:
+        if name not in LAYOUTS or (name == "compare" and self.prior_state.volume is None):
             name = "2x2"
         for view in self.views.values():
             self.grid.removeWidget(view)
@@ -70,7 +80,8 @@ class MainWindow(QMainWindow):
             self.grid.addWidget(self.views[view_name], n // columns, n % columns)
             self.views[view_name].show()
         self.layout_name = name
-        self.settings.setValue("layout", name)
+        if name != "compare":
+            self.settings.setValue("layout", name)
 
     def _build_browser(self) -> None:
         self.browser = QTreeWidget()
@@ -124,11 +135,15 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         open_action = QAction("&Open folder...", self, shortcut=QKeySequence("Ctrl+O"), triggered=self.choose_folder)
         file_menu.addAction(open_action)
+        file_menu.addAction(QAction("Open &prior study for comparison...", self, shortcut=QKeySequence("Ctrl+Shift+O"),
+                                    triggered=self.choose_prior_folder))
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
         view_menu = self.menuBar().addMenu("&View")
         for n, name in enumerate(LAYOUTS, 1):
             view_menu.addAction(QAction(f"Layout {name}", self, shortcut=QKeySequence(f"Ctrl+{n}"),
                                         triggered=lambda _=False, name=name: self.set_layout(name)))
+        view_menu.addAction(QAction("Unlink / link prior and current", self, shortcut=QKeySequence("Ctrl+K"),
+                                    triggered=self.toggle_link))
         presets = view_menu.addMenu("Window presets")
         for p in window_presets():
             presets.addAction(QAction(f"{p.name}\t{p.key}", self,
@@ -181,6 +196,24 @@ class MainWindow(QMainWindow):
         if folder:
             self.open_path(folder)
 
+    def toggle_link(self) -> None:
+        if self.comparison.toggle():
+            self.state.message.emit("Prior and current linked at the crosshairs")
+        else:
+            self.state.message.emit("Unlinked: scroll each study to the same anatomy, then Ctrl+K to link")
+
+    def choose_prior_folder(self) -> None:
+        start = self.settings.value("last_folder", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, "Open prior study", start)
+        if folder:
+            self.open_path(folder, prior=True)
+
+    def set_prior(self, volume, series_key: str | None = None) -> None:
+        """Show `volume` as the prior beside the current study, in step with it."""
+        self.prior_state.set_volume(volume, series_key)
+        self.comparison.set_transform(np.eye(4))
+        self.set_layout("compare")
+
     def dragEnterEvent(self, ev) -> None:
         if ev.mimeData().hasUrls():
             ev.acceptProposedAction()
@@ -189,7 +222,7 @@ class MainWindow(QMainWindow):
         for url in ev.mimeData().urls():
             self.open_path(url.toLocalFile())
 
-    def open_path(self, path: str | Path, series_key: str | None = None) -> Job:
+    def open_path(self, path: str | Path, series_key: str | None = None, prior: bool = False) -> Job:
         """Scan, index and load in the background; the largest series (or `series_key`) is shown."""
         path = Path(path)
         self.settings.setValue("last_folder", str(path if path.is_dir() else path.parent))
@@ -207,7 +240,7 @@ class MainWindow(QMainWindow):
             chosen = next((s for s in series if s.key == series_key), None) or max(series, key=lambda s: len(s.records))
             return load_series(chosen, progress, cancelled), (series, result), chosen.key
 
-        return self.run_job(work, f"Opening {path.name}", self._loaded)
+        return self.run_job(work, f"Opening {path.name}", self._loaded_prior if prior else self._loaded)
 
     def _open_browser_item(self, item: QTreeWidgetItem) -> None:
         key = item.data(0, Qt.UserRole)
@@ -233,6 +266,13 @@ class MainWindow(QMainWindow):
         self.state.set_volume(volume, key)
         for w in volume.warnings:
             self.state.message.emit(w.message)
+
+    def _loaded_prior(self, result) -> None:
+        volume, scanned, key = result
+        if scanned is not None and self.store is not None:
+            self.store.import_scan(*scanned)
+            self.refresh_browser()
+        self.set_prior(volume, key)
 
     def run_job(self, fn, name: str, on_done) -> Job:
         job = Job(fn, name)
@@ -279,7 +319,7 @@ class MainWindow(QMainWindow):
 
 
 def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "",
-               series_key: str | None = None) -> int:
+               series_key: str | None = None, prior=None) -> int:
     """Start the desktop application (used by `radsight open` and `radsight demo`)."""
     import sys
 
@@ -294,6 +334,8 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
         window.state.set_volume(volume, series_key)
         if labels is not None:
             window.state.set_labels(labels, labels_source)
+        if prior is not None:
+            window.set_prior(prior)
     for path in paths or []:
         window.open_path(path)
     code = app.exec()

@@ -40,6 +40,9 @@ class SliceScene:
             normal = np.cross(right, up)
         self.view = view
         self.right, self.up, self.normal = right, up, normal
+        # Positive scrolling (Up, wheel up) moves superior in axial views: the normal flipped
+        # whenever it points inferior (coronal: anterior, sagittal: patient left).
+        self.scroll_direction = -normal if normal[2] < -1e-6 else normal
         self.sample_mm = float(min(volume.spacing))
         self._image = to_vtk_image(volume)
         self.renderer = vtk.vtkRenderer()
@@ -116,8 +119,10 @@ class SliceScene:
             reslice.Modified()
 
     def step(self, slices: int) -> None:
+        """Move the plane by whole slices along `scroll_direction`, staying inside the volume."""
+        sign = float(self.scroll_direction @ self.normal)
         lo, hi = self.normal_range
-        d = float(np.clip(self.position @ self.normal + slices * self.slice_step, lo, hi))
+        d = float(np.clip(self.position @ self.normal + sign * slices * self.slice_step, lo, hi))
         self.set_position(self.position + (d - self.position @ self.normal) * self.normal)
 
     def plane_to_lps(self, u: float, v: float) -> np.ndarray:
