@@ -217,3 +217,31 @@ def test_prior_comparison_follows_scrolling_and_window(window, qtbot, volume):
     assert k_current == pytest.approx(11) and k_prior == pytest.approx(11)
     window.state.set_window(1500, -600)
     assert window.prior_state.window == (1500, -600)
+
+
+def test_oblique_cine_patient_info_and_thumbnails(window, qtbot, tmp_path):
+    axial = window.views["axial"]
+    normal = axial.scene.normal.copy()
+    qtbot.keyClicks(axial.widget, "]")
+    assert np.degrees(np.arccos(np.clip(axial.scene.normal @ normal, -1, 1))) == pytest.approx(5.0, abs=1e-6)
+    assert "oblique" in axial._corner.GetText(1)
+    qtbot.keyClick(axial.widget, Qt.Key_O)
+    np.testing.assert_allclose(axial.scene.normal, normal, atol=1e-9)
+    before = window.state.crosshair.copy()
+    qtbot.keyClick(axial.widget, Qt.Key_C)
+    qtbot.waitUntil(lambda: not np.allclose(window.state.crosshair, before), timeout=3000)
+    qtbot.keyClick(axial.widget, Qt.Key_C)
+    assert not axial.cine.isActive()
+    window.state.set_study_info({"patient_name": "SYNTHETIC^TEST", "patient_id": "RS-1", "study_date": "20250115"})
+    assert "SYNTHETIC^TEST" in axial._corner.GetText(2)
+    window._toggle_patient_info(False)
+    assert axial._corner.GetText(2) == ""
+    # Thumbnails come from the index.
+    from tests.dicom_factory import write_series
+    from viewer.dicom import open_path
+
+    write_series(tmp_path / "s", shape_zyx=(4, 16, 16), marker_ijk=(2, 2, 2))
+    window.store.import_scan(*open_path(tmp_path / "s"))
+    window.refresh_browser()
+    child = window.browser.topLevelItem(0).child(0)
+    assert not child.icon(0).isNull()

@@ -112,6 +112,32 @@ def test_window_level_grey_values(width, level):
         assert abs(int(grey) - expected) <= 2, (h, grey, expected)
 
 
+def test_oblique_plane_through_the_marker(volume):
+    """Rotating the axial plane 30 degrees about its vertical axis keeps the crosshair's voxel in view
+    and turns the letters: the right edge now shows L with some I or S."""
+    from viewer.render.offscreen import render_to_array
+    from viewer.render.slice_scene import SliceScene
+
+    scene = SliceScene(volume, "axial")
+    scene.set_window(2000, 0)
+    marker = volume.index_to_lps(MARKER)
+    scene.set_position(marker)
+    scene.rotate(30, about="up")
+    assert scene.position @ scene.normal == pytest.approx(marker @ scene.normal)
+    assert abs(np.degrees(np.arccos(abs(scene.normal @ np.array([0, 0, 1.0]))))) == pytest.approx(30, abs=1e-6)
+    letters = scene.orientation_letters
+    assert letters["right"][0] == "L" and letters["right"][1:] in ("I", "S")
+    for actor in list(scene._letters.values()) + [scene.scale_bar]:
+        actor.SetVisibility(0)
+    nu, nv = scene.output_size()
+    scene.fit_camera(nu, nv)
+    rgb = render_to_array(scene.renderer, nu, nv)
+    rows, cols = np.nonzero(rgb[..., 0] == rgb[..., 0].max())
+    u0, _, _, v1 = scene._extent_uv
+    expected = ((marker @ scene.right - u0) / scene.sample_mm, (v1 - marker @ scene.up) / scene.sample_mm)
+    assert abs(cols.mean() - expected[0]) <= 1.5 and abs(rows.mean() - expected[1]) <= 1.5
+
+
 def test_monochrome1_is_displayed_inverted():
     from viewer.core.volume import DisplayHints
 
@@ -154,7 +180,7 @@ def test_heatmap_colour_threshold_and_colorbar():
 
     scene = SliceScene(vol, "axial")
     scene.set_window(100, 50)  # grey 0 HU -> black
-    for actor in scene._letters.values():
+    for actor in list(scene._letters.values()) + [scene.scale_bar]:
         actor.SetVisibility(0)
     scene.add_heatmap(vol.with_voxels(heat), colormap="inferno", opacity=1.0, threshold=0.5, value_range=(0, 1))
     scene.label_actors[-1].SetVisibility(0)  # hide the colour bar to read the map's pixels

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow,
                                QMessageBox, QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem, QWidget)
 
@@ -30,6 +30,8 @@ SHORTCUTS = [
     ("Right drag", "window (horizontal) / level (vertical)"), ("Middle drag", "pan"),
     ("R", "reset zoom and pan"), ("Ctrl+O", "open a folder"), ("Ctrl+1/2/3", "layout 1x1, 1x3, 2x2"),
     ("Ctrl+L / Ctrl+G", "line / angle tool"), ("Ctrl+E / Ctrl+P", "ellipse / polygon ROI tool (Enter closes)"),
+    ("[ ]  { }", "turn the plane 5 degrees (oblique MPR)"), ("O", "back to the standard plane"),
+    ("C", "cine: play / stop"), ("Ctrl+I", "show or hide patient information"),
     ("Ctrl+Shift+O", "open a prior study beside the current one"), ("Ctrl+K", "unlink prior and current; again: link them at the crosshairs"),
     ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
@@ -84,7 +86,9 @@ class MainWindow(QMainWindow):
             self.settings.setValue("layout", name)
 
     def _build_browser(self) -> None:
+        self._thumbnails: dict = {}
         self.browser = QTreeWidget()
+        self.browser.setIconSize(QSize(48, 48))
         self.browser.setHeaderLabels(["Study / series", "Date", "Images"])
         self.browser.itemDoubleClicked.connect(self._open_browser_item)
         dock = QDockWidget("Studies", self)
@@ -114,9 +118,26 @@ class MainWindow(QMainWindow):
                 child = QTreeWidgetItem([f"#{series.get('series_number')} {series.get('description') or ''}",
                                          "", str(series.get("frame_count"))])
                 child.setData(0, Qt.UserRole, series["series_key"])
+                icon = self._thumbnail(series["series_key"])
+                if icon is not None:
+                    child.setIcon(0, icon)
                 item.addChild(child)
             self.browser.addTopLevelItem(item)
             item.setExpanded(True)
+
+    def _thumbnail(self, series_key: str):
+        """The middle image of a series as a small icon (one slice read from the index)."""
+        if series_key in self._thumbnails:
+            return self._thumbnails[series_key]
+        icon = None
+        try:
+            series = self.store.indexed_series(series_key)
+            if series is not None:
+                icon = thumbnail_icon(series)
+        except Exception:  # a thumbnail is a convenience: a bad file must not break the browser
+            icon = None
+        self._thumbnails[series_key] = icon
+        return icon
 
     def _build_status(self) -> None:
         self.readout = QLabel("")
@@ -148,6 +169,16 @@ class MainWindow(QMainWindow):
         for p in window_presets():
             presets.addAction(QAction(f"{p.name}\t{p.key}", self,
                                       triggered=lambda _=False, p=p: self.state.set_window(p.width, p.level)))
+        self.patient_info_action = QAction("Show patient information", self, shortcut=QKeySequence("Ctrl+I"),
+                                           checkable=True, triggered=self._toggle_patient_info)
+        show = self.settings.value("show_patient_info", True, type=bool)
+        self.patient_info_action.setChecked(show)
+        self.state.set_show_patient_info(show)
+        view_menu.addAction(self.patient_info_action)
+        self.clip_action = QAction("3D: clip to a box around the crosshair", self, checkable=True,
+                                   triggered=self._update_clip)
+        view_menu.addAction(self.clip_action)
+        self.state.crosshair_changed.connect(lambda _: self._update_clip())
         volume_menu = view_menu.addMenu("3D presets")
         from viewer.render.volume_scene import VOLUME_PRESETS
 
@@ -195,6 +226,23 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", start)
         if folder:
             self.open_path(folder)
+
+    def _toggle_patient_info(self, show: bool) -> None:
+        self.settings.setValue("show_patient_info", bool(show))
+        self.state.set_show_patient_info(show)
+        self.prior_state.set_show_patient_info(show)
+
+    def _update_clip(self) -> None:
+        view = self.views["3d"]
+        if view.scene is None:
+            return
+        if self.clip_action.isChecked():
+            x, y, z = self.state.crosshair
+            half = 60.0
+            view.scene.set_clip_box((x - half, x + half, y - half, y + half, z - half, z + half))
+        else:
+            view.scene.set_clip_box(None)
+        view.render_window.Render()
 
     def toggle_link(self) -> None:
         if self.comparison.toggle():
@@ -264,6 +312,8 @@ class MainWindow(QMainWindow):
             self.store.import_scan(*scanned)
             self.refresh_browser()
         self.state.set_volume(volume, key)
+        if self.store is not None and key:
+            self.state.set_study_info(self.store.study_for_series(key))
         for w in volume.warnings:
             self.state.message.emit(w.message)
 
@@ -273,6 +323,8 @@ class MainWindow(QMainWindow):
             self.store.import_scan(*scanned)
             self.refresh_browser()
         self.set_prior(volume, key)
+        if self.store is not None and key:
+            self.prior_state.set_study_info(self.store.study_for_series(key))
 
     def run_job(self, fn, name: str, on_done) -> Job:
         job = Job(fn, name)
@@ -316,6 +368,22 @@ class MainWindow(QMainWindow):
         for view in self.views.values():
             view.close()
         super().closeEvent(ev)
+
+
+def thumbnail_icon(series, size: int = 48) -> QIcon:
+    from viewer.dicom.pixels import FrameReader, output_dtype
+
+    plan = series.plan
+    record = plan.records[len(plan.records) // 2]
+    frame = np.empty(plan.shape[1:], dtype=output_dtype([record]))
+    FrameReader().read_into(record, frame)
+    center, width = record.window or (40.0, 400.0)
+    grey = np.clip((frame.astype(np.float32) - (center - width / 2)) / width * 255, 0, 255).astype(np.uint8)
+    if record.photometric == "MONOCHROME1":
+        grey = 255 - grey
+    grey = np.ascontiguousarray(grey)
+    image = QImage(grey.data, grey.shape[1], grey.shape[0], grey.strides[0], QImage.Format_Grayscale8).copy()
+    return QIcon(QPixmap.fromImage(image.scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)))
 
 
 def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "",

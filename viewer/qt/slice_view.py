@@ -3,7 +3,8 @@
 Mouse: left click/drag moves the crosshair (or, with a measurement tool, measures; without one,
 dragging a measurement's point edits it), wheel scrolls slices (Ctrl+wheel zooms), right drag
 changes window/level, middle drag pans. Keys: arrows and Page Up/Down scroll, 1-5 window
-presets, R resets zoom, Enter closes a polygon, Esc cancels, Delete removes the selected
+presets, R resets zoom, [ ] and { } turn the plane (oblique MPR), O makes it orthogonal again,
+C plays or stops cine, Enter closes a polygon, Esc cancels, Delete removes the selected
 measurement. Everything a view shows comes from the state, so views stay in sync.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import vtk
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 from vtkmodules.qt.QVTKRenderWindowInteractor import QVTKRenderWindowInteractor
 
@@ -22,6 +23,8 @@ from viewer.qt.state import ViewerState
 from viewer.render.slice_scene import DEFAULT_LABEL_COLORS, LabelStyle, SliceScene
 
 SCROLL_KEYS = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
+# Oblique MPR: turn the plane by 5 degrees about the screen's vertical or horizontal axis.
+ROTATE_KEYS = {"[": (-5.0, "up"), "]": (5.0, "up"), "{": (-5.0, "right"), "}": (5.0, "right")}
 
 
 class _VTKWidget(QVTKRenderWindowInteractor):
@@ -81,6 +84,10 @@ class SliceView(QWidget):
         state.overlays_changed.connect(self._on_overlays)
         state.measurements_changed.connect(self.redraw_measurements)
         state.tool_changed.connect(lambda _: self._cancel_draft())
+        state.annotations_changed.connect(lambda: (self._update_corner(), self.refresh()))
+        self.cine = QTimer(self)
+        self.cine.setInterval(100)  # 10 images per second
+        self.cine.timeout.connect(self._cine_step)
 
     # model -> view ----------------------------------------------------------------------
     def _on_volume(self, volume) -> None:
@@ -145,9 +152,14 @@ class SliceView(QWidget):
         d = float(self.state.crosshair @ self.scene.normal)
         width, level = self.state.window
         source = self.state.volume.source if self.state.volume is not None else None
+        oblique = "" if self.scene.view in ("axial", "coronal", "sagittal") and self._orthogonal() else " (oblique)"
         self._corner.SetText(0, f"W {width:.0f}  L {level:.0f}")
-        self._corner.SetText(1, f"{self.view}  {d:+.1f} mm")
+        self._corner.SetText(1, f"{self.view}{oblique}  {d:+.1f} mm")
         self._corner.SetText(3, (source.description or "") if source else "")
+        info = self.state.study_info
+        lines = [info.get("patient_name", ""), info.get("patient_id", ""),
+                 " ".join(v for v in (info.get("study_date", ""), info.get("study_description", "")) if v)]
+        self._corner.SetText(2, "\n".join(v for v in lines if v) if self.state.show_patient_info else "")
 
     def refresh(self) -> None:
         self.render_window.Render()
@@ -319,6 +331,21 @@ class SliceView(QWidget):
         if ev.key() == Qt.Key_R:
             self.reset_camera()
             return True
+        if ev.text() in ROTATE_KEYS:
+            degrees, about = ROTATE_KEYS[ev.text()]
+            self.scene.rotate(degrees, about)
+            self._after_reorientation()
+            return True
+        if ev.key() == Qt.Key_O:
+            from viewer.core.orientation import plane_axes
+
+            right, up, _ = plane_axes(self.view)
+            self.scene.set_axes(right, up)
+            self._after_reorientation()
+            return True
+        if ev.key() == Qt.Key_C:
+            self.toggle_cine()
+            return True
         if ev.key() in (Qt.Key_Return, Qt.Key_Enter):
             self.finish_polygon()
             return True
@@ -333,6 +360,31 @@ class SliceView(QWidget):
             self.selected_id = None
             return True
         return False
+
+    def _orthogonal(self) -> bool:
+        from viewer.core.orientation import plane_axes
+
+        return bool(np.allclose(self.scene.normal, plane_axes(self.view)[2], atol=1e-6))
+
+    def _after_reorientation(self) -> None:
+        self._on_crosshair(self.state.crosshair)
+        self.reset_camera()
+
+    def toggle_cine(self) -> None:
+        """Play through the slices (wrapping at the ends) or stop."""
+        if self.cine.isActive():
+            self.cine.stop()
+        else:
+            self.cine.start()
+
+    def _cine_step(self) -> None:
+        if self.scene is None:
+            self.cine.stop()
+            return
+        before = float(self.scene.position @ self.scene.normal)
+        self.scroll(1)
+        if abs(float(self.scene.position @ self.scene.normal) - before) < 1e-9:  # at the end: wrap
+            self.scroll(-100000)
 
     def resizeEvent(self, ev) -> None:
         super().resizeEvent(ev)

@@ -38,6 +38,7 @@ class ViewerState(QObject):
     measurements_changed = Signal()
     tool_changed = Signal(str)
     message = Signal(str)
+    annotations_changed = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,6 +49,8 @@ class ViewerState(QObject):
         self.series_key: str | None = None
         self.measurements: list[Measurement] = []
         self.tool = ""  # "", or a measurement kind
+        self.study_info: dict = {}  # patient name/ID, study date and description, for the corner text
+        self.show_patient_info = True
         self.store = None  # viewer.store.Store, when measurements are to be kept
 
     def set_volume(self, volume: Volume, series_key: str | None = None) -> None:
@@ -65,6 +68,14 @@ class ViewerState(QObject):
         self.crosshair_changed.emit(self.crosshair)
         self.measurements_changed.emit()
         self.overlays_changed.emit()
+
+    def set_study_info(self, info: dict) -> None:
+        self.study_info = dict(info)
+        self.annotations_changed.emit()
+
+    def set_show_patient_info(self, show: bool) -> None:
+        self.show_patient_info = bool(show)
+        self.annotations_changed.emit()
 
     def set_tool(self, kind: str) -> None:
         self.tool = kind

@@ -34,15 +34,9 @@ class SliceScene:
     def __init__(self, volume: Volume, view: str = "axial", right=None, up=None):
         self.volume = volume
         if right is None:
-            right, up, normal = plane_axes(view)
-        else:
-            right, up = np.asarray(right, float), np.asarray(up, float)
-            normal = np.cross(right, up)
+            right, up, _ = plane_axes(view)
         self.view = view
-        self.right, self.up, self.normal = right, up, normal
-        # Positive scrolling (Up, wheel up) moves superior in axial views: the normal flipped
-        # whenever it points inferior (coronal: anterior, sagittal: patient left).
-        self.scroll_direction = -normal if normal[2] < -1e-6 else normal
+        self._set_axes(right, up)
         self.sample_mm = float(min(volume.spacing))
         self._image = to_vtk_image(volume)
         self.renderer = vtk.vtkRenderer()
@@ -62,7 +56,39 @@ class SliceScene:
         wc, ww = volume.display.window_center, volume.display.window_width
         self.set_window(ww or 400.0, wc if wc is not None else 40.0)
         self._extent_uv = self._plane_extent()
+        self.scale_bar = vtk.vtkLegendScaleActor()
+        self.scale_bar.AllAxesOff()
+        self.scale_bar.LegendVisibilityOn()
+        self.scale_bar.GetLegendTitleProperty().SetFontSize(11)
+        self.scale_bar.GetLegendLabelProperty().SetFontSize(11)
+        self.renderer.AddViewProp(self.scale_bar)
         self.set_position(np.mean([volume.index_to_lps(c) for c in self._corners()], axis=0))
+
+    def _set_axes(self, right, up) -> None:
+        right = np.asarray(right, float) / np.linalg.norm(right)
+        up = np.asarray(up, float)
+        up = up - (up @ right) * right
+        up = up / np.linalg.norm(up)
+        self.right, self.up, self.normal = right, up, np.cross(right, up)
+        # Positive scrolling (Up, wheel up) moves superior in axial views: the normal flipped
+        # whenever it points inferior (coronal: anterior, sagittal: patient left).
+        self.scroll_direction = -self.normal if self.normal[2] < -1e-6 else self.normal
+
+    def rotate(self, degrees: float, about: str = "up") -> None:
+        """Oblique MPR: turn the plane about its screen 'up' or 'right' axis through the crosshair."""
+        axis = self.up if about == "up" else self.right
+        angle = np.radians(degrees)
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k  # Rodrigues
+        self.set_axes(rotation @ self.right, rotation @ self.up)
+
+    def set_axes(self, right, up) -> None:
+        """Show the plane spanned by these screen axes (LPS) through the current position."""
+        self._set_axes(right, up)
+        self._extent_uv = self._plane_extent()
+        for edge, text in edge_labels(self.right, self.up).items():
+            self._letters[edge].SetInput(text)
+        self.set_position(self.position)
 
     # geometry ---------------------------------------------------------------------------
     def _corners(self) -> list[tuple[float, float, float]]:

@@ -15,7 +15,8 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
     """RGB image of the plane through `at` (LPS mm; default the volume centre).
 
     At scale 1 one screen pixel is one output sample (the volume's finest spacing), so pixel
-    positions map straight to millimetres; `scale` enlarges the picture.
+    positions map straight to millimetres; `scale` enlarges the picture. `letters` shows the
+    orientation letters and the scale bar.
     """
     scene = SliceScene(volume, view)
     if at is not None:
@@ -24,7 +25,7 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
         scene.set_window(*window)
     if labels is not None:
         scene.add_labels(labels, outline=outline)
-    for actor in scene._letters.values():
+    for actor in list(scene._letters.values()) + [scene.scale_bar]:
         actor.SetVisibility(int(letters))
     nu, nv = scene.output_size()
     width, height = max(int(round(nu * scale)), 1), max(int(round(nv * scale)), 1)

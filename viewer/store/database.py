@@ -142,6 +142,15 @@ class Store:
         sql = "SELECT summary_json FROM series" + (" WHERE study_uid = ?" if study_uid else "") + " ORDER BY series_number, series_key"
         return [json.loads(row[0]) for row in self.db.execute(sql, (study_uid,) if study_uid else ())]
 
+    def study_for_series(self, series_key: str) -> dict:
+        """Patient and study fields of the study a series belongs to ({} if unknown)."""
+        row = self.db.execute(
+            """SELECT st.patient_name, st.patient_id, st.study_date, st.description FROM series se
+               JOIN studies st ON st.study_uid = se.study_uid WHERE se.series_key = ?""", (series_key,)).fetchone()
+        if row is None:
+            return {}
+        return dict(zip(("patient_name", "patient_id", "study_date", "study_description"), row))
+
     def indexed_series(self, series_key: str) -> Series | None:
         """The series rebuilt from the index, or None if unknown or any of its files changed."""
         rows = self.db.execute("SELECT path, file_size, file_mtime_ns, record_json FROM frames WHERE series_key = ?",
