@@ -192,7 +192,7 @@ class Store:
 
     def measurements(self, series_key: str) -> list[Measurement]:
         rows = self.db.execute("SELECT id, kind, label, points_json FROM measurements WHERE series_key = ? "
-                               "ORDER BY created_at, id", (series_key,))
+                               "ORDER BY rowid", (series_key,))  # insertion order; edits keep their place
         return [Measurement(kind, tuple(map(tuple, json.loads(points))), label, id_) for id_, kind, label, points in rows]
 
     def table_counts(self) -> dict[str, int]:
