@@ -186,11 +186,10 @@ def test_overlay_legend_toggles_and_heatmap(window, qtbot, volume):
     assert panel.list.count() == 2
     assert "test-model 1.0" in panel.list.item(1).text()
     axial = window.views["axial"].scene
-    drawn = len(axial.label_actors)
-    assert drawn == 3  # labels + heatmap + colour bar
+    assert len(axial.overlay_layers) == 2 and len(axial.colorbars) == 1  # labels + heatmap, one colour bar
     panel.list.item(0).setCheckState(Qt.Unchecked)
     assert window.state.overlays[0].visible is False
-    assert len(axial.label_actors) == 2
+    assert len(axial.overlay_layers) == 1
     panel.list.setCurrentRow(1)
     panel.opacity.setValue(30)
     assert window.state.overlays[1].opacity == pytest.approx(0.3)

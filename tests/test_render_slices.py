@@ -183,13 +183,13 @@ def test_heatmap_colour_threshold_and_colorbar():
     for actor in list(scene._letters.values()) + [scene.scale_bar]:
         actor.SetVisibility(0)
     scene.add_heatmap(vol.with_voxels(heat), colormap="inferno", opacity=1.0, threshold=0.5, value_range=(0, 1))
-    scene.label_actors[-1].SetVisibility(0)  # hide the colour bar to read the map's pixels
+    scene.colorbars[-1].SetVisibility(0)  # hide the colour bar to read the map's pixels
     nu, nv = scene.output_size()
     scene.fit_camera(nu, nv)
     rgb = render_to_array(scene.renderer, nu, nv)
     assert rgb[10, 25].max() == 0  # value 0.26 < threshold: transparent over black
     r, g, b, _ = colormaps["inferno"](heat[0, 10, 37])
     np.testing.assert_allclose(rgb[10, 37], np.array([r, g, b]) * 255, atol=6)
-    scene.label_actors[-1].SetVisibility(1)
+    scene.colorbars[-1].SetVisibility(1)
     with_bar = render_to_array(scene.renderer, 200, 100)
     assert with_bar[:, 170:].max() > 0  # the colour bar is drawn at the right

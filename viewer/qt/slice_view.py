@@ -104,9 +104,7 @@ class SliceView(QWidget):
     def _on_overlays(self) -> None:
         if self.scene is None:
             return
-        for actor in self.scene.label_actors:
-            self.scene.renderer.RemoveViewProp(actor)
-        self.scene.label_actors.clear()
+        self.scene.clear_overlays()
         for overlay in self.state.overlays:
             if not overlay.visible:
                 continue

@@ -46,11 +46,16 @@ class SliceScene:
         self._wl = vtk.vtkImageMapToWindowLevelColors()
         self._wl.SetInputConnection(grey.GetOutputPort())
         self._wl.SetOutputFormatToRGB()
+        # Overlays are blended into the grey image on the CPU, so each frame uploads one texture:
+        # a second image actor per overlay doubled the frame time on software OpenGL.
+        self._blend = vtk.vtkImageBlend()
+        self._blend.AddInputConnection(self._wl.GetOutputPort())
         self.image_actor = vtk.vtkImageActor()
-        self.image_actor.GetMapper().SetInputConnection(self._wl.GetOutputPort())
+        self.image_actor.GetMapper().SetInputConnection(self._blend.GetOutputPort())
         self.image_actor.InterpolateOff()
         self.renderer.AddActor(self.image_actor)
-        self.label_actors: list[vtk.vtkImageActor] = []
+        self.overlay_layers: list[vtk.vtkImageMapToColors] = []
+        self.colorbars: list[vtk.vtkScalarBarActor] = []
         self._letters: dict[str, vtk.vtkTextActor] = {}
         self._add_orientation_letters()
         wc, ww = volume.display.window_center, volume.display.window_width
@@ -162,7 +167,7 @@ class SliceScene:
         self._wl.SetLevel(float(level))
 
     def add_labels(self, labels: Volume, styles: dict[int, LabelStyle] | None = None,
-                   outline: bool = False) -> vtk.vtkImageActor:
+                   outline: bool = False) -> vtk.vtkImageMapToColors:
         """A label mask (integer values, 0 = none) drawn over the image with per-label colours."""
         values = [int(v) for v in np.unique(labels.voxels) if v != 0]
         styles = styles or {v: LabelStyle(DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)]) for n, v in enumerate(values)}
@@ -181,22 +186,33 @@ class SliceScene:
         source = reslice
         if outline:
             source = _outline_filter(reslice)
+        return self._add_layer(source, lut)
+
+    def _add_layer(self, source, lut: vtk.vtkLookupTable) -> vtk.vtkImageMapToColors:
+        """Colour an overlay's resliced values (RGBA; alpha from the table) and blend it in."""
         colors = vtk.vtkImageMapToColors()
         colors.SetLookupTable(lut)
         colors.SetOutputFormatToRGBA()
         colors.SetInputConnection(source.GetOutputPort())
-        actor = vtk.vtkImageActor()
-        actor.GetMapper().SetInputConnection(colors.GetOutputPort())
-        actor.InterpolateOff()
-        actor.SetPosition(0, 0, 0.01)  # just in front of the grey image
-        self.renderer.AddActor(actor)
-        self.label_actors.append(actor)
+        self._blend.AddInputConnection(colors.GetOutputPort())
+        self._blend.SetOpacity(self._blend.GetNumberOfInputConnections(0) - 1, 1.0)
+        self.overlay_layers.append(colors)
         self.set_position(self.position)
-        return actor
+        return colors
+
+    def clear_overlays(self) -> None:
+        """Remove every label and heatmap overlay (and colour bar); the grey image stays."""
+        self._blend.RemoveAllInputConnections(0)
+        self._blend.AddInputConnection(self._wl.GetOutputPort())
+        self._reslices = self._reslices[:1]
+        self.overlay_layers.clear()
+        for bar in self.colorbars:
+            self.renderer.RemoveViewProp(bar)
+        self.colorbars.clear()
 
     def add_heatmap(self, heatmap: Volume, colormap: str = "inferno", opacity: float = 0.6,
                     threshold: float | None = None, value_range: tuple[float, float] | None = None,
-                    colorbar_title: str = "") -> vtk.vtkImageActor:
+                    colorbar_title: str = "") -> vtk.vtkImageMapToColors:
         """A scalar map (e.g. Grad-CAM) in a matplotlib colour map; values below `threshold` are
         transparent. A colour bar shows the mapping."""
         values = heatmap.voxels
@@ -206,15 +222,7 @@ class SliceScene:
         lut = colormap_lut(colormap, lo, hi, opacity, threshold)
         reslice = self._add_reslice(to_vtk_image(heatmap, "heatmap"), heatmap, linear=True)
         reslice.SetBackgroundLevel(lo - 1.0)  # outside the map: below the range, transparent
-        colors = vtk.vtkImageMapToColors()
-        colors.SetLookupTable(lut)
-        colors.SetOutputFormatToRGBA()
-        colors.SetInputConnection(reslice.GetOutputPort())
-        actor = vtk.vtkImageActor()
-        actor.GetMapper().SetInputConnection(colors.GetOutputPort())
-        actor.SetPosition(0, 0, 0.02)
-        self.renderer.AddActor(actor)
-        self.label_actors.append(actor)
+        colors = self._add_layer(reslice, lut)
         bar = vtk.vtkScalarBarActor()
         bar.SetLookupTable(lut)
         bar.SetTitle(colorbar_title)
@@ -225,9 +233,8 @@ class SliceScene:
         bar.SetHeight(0.6)
         bar.GetLabelTextProperty().SetFontSize(11)
         self.renderer.AddViewProp(bar)
-        self.label_actors.append(bar)
-        self.set_position(self.position)
-        return actor
+        self.colorbars.append(bar)
+        return colors
 
     def _add_orientation_letters(self) -> None:
         labels = edge_labels(self.right, self.up)
