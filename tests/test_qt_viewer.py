@@ -244,3 +244,34 @@ def test_oblique_cine_patient_info_and_thumbnails(window, qtbot, tmp_path):
     window.refresh_browser()
     child = window.browser.topLevelItem(0).child(0)
     assert not child.icon(0).isNull()
+
+
+def test_per_label_visibility_and_colour(window, volume):
+    lab = np.zeros(volume.shape, np.uint8)
+    lab[:, :20, :] = 1
+    lab[:, 20:, :] = 2
+    window.state.set_labels(volume.with_voxels(lab), "two labels", {1: "anterior", 2: "posterior"})
+    panel = window.overlay_panel
+    panel.list.setCurrentRow(0)
+    assert panel.labels.count() == 2 and "anterior" in panel.labels.item(0).text()
+    panel.labels.item(1).setCheckState(Qt.Unchecked)
+    assert window.state.overlays[0].label_styles[2].visible is False
+    window.state.update_label(0, 1, color=(0.0, 0.0, 1.0))
+    styles = window.state.overlays[0].styles()
+    assert styles[1].color == (0.0, 0.0, 1.0) and styles[2].visible is False
+    # The 3D view shows only the visible label as a surface, in its colour.
+    surfaces = window.views["3d"].scene.surfaces
+    assert [a.label_value for a in surfaces] == [1]
+    assert surfaces[0].GetProperty().GetColor() == pytest.approx((0.0, 0.0, 1.0))
+
+
+def test_user_window_preset_persists_and_gets_a_key(window, qtbot):
+    from viewer.core.presets import window_presets
+
+    window.state.set_window(600, 100)
+    window.save_preset("Liver")
+    liver = [p for p in window_presets() if p.name == "Liver"]
+    assert liver and liver[0].key == "6"
+    window.state.set_window(400, 40)
+    qtbot.keyClicks(window.views["axial"].widget, "6")
+    assert window.state.window == (600, 100)

@@ -193,3 +193,19 @@ def test_heatmap_colour_threshold_and_colorbar():
     scene.colorbars[-1].SetVisibility(1)
     with_bar = render_to_array(scene.renderer, 200, 100)
     assert with_bar[:, 170:].max() > 0  # the colour bar is drawn at the right
+
+
+def test_3d_render_shows_the_object_on_the_expected_side():
+    """A bright block on the patient's left appears on the screen's right from the front
+    (anterior view) and on the left from behind (azimuth 180)."""
+    from viewer.render.snapshot import render_3d
+
+    voxels = np.full((40, 40, 40), -1000, np.int16)
+    voxels[10:30, 10:30, 28:36] = 1200  # high x: patient left
+    voxels[10:30, 10:30, 4:8] = 300
+    vol = Volume(voxels, np.eye(4))
+    front = render_3d(vol, "ct-bone", size=(200, 200))
+    back = render_3d(vol, "ct-bone", azimuth=180, size=(200, 200))
+    bright = lambda rgb: np.nonzero(rgb.sum(axis=2) > 300)[1].mean()  # noqa: E731
+    assert front.std() > 5 and back.std() > 5
+    assert bright(front) > 100 > bright(back)

@@ -126,8 +126,11 @@ def cmd_demo(args) -> int:
     from viewer.qt.main_window import run_viewer
 
     prior = load(demo.visits[0].study_dir) if len(demo.visits) > 1 else None
+    import json
+
+    names = {int(k): v for k, v in json.loads(Path(demo.ground_truth_path).read_text()).get("labels", {}).items()}
     return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)",
-                      series_key=str(volume.source.series_uid), prior=prior)
+                      label_names=names, series_key=str(volume.source.series_uid), prior=prior)
 
 
 def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:
@@ -187,6 +190,17 @@ def cmd_render(args) -> int:
             raise RadSightError("--window and --level go together")
         window = (args.window, args.level)
     labels = load(args.labels) if args.labels else None  # resliced through its own affine
+    if args.view == "3d":
+        from viewer.render.snapshot import render_3d
+        from viewer.render.volume_scene import VOLUME_PRESETS
+
+        if args.volume_preset not in VOLUME_PRESETS:
+            raise RadSightError(f"unknown 3D preset {args.volume_preset!r}; use one of {', '.join(VOLUME_PRESETS)}")
+        rgb = render_3d(volume, args.volume_preset, labels, args.azimuth, args.elevation, (args.size, args.size))
+        out = write_png(rgb, args.out)
+        _emit({"out": str(out), "width": rgb.shape[1], "height": rgb.shape[0], "view": "3d"},
+              args.json, lambda d: print(d["out"]))
+        return 0
     at = _parse_point(args.at) if args.at else None
     if args.slice is not None:
         if not 0 <= args.slice < volume.shape[0]:
@@ -244,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="offscreen picture of a view, with overlays, to PNG")
     p.add_argument("path")
-    p.add_argument("--view", default="axial", choices=["axial", "coronal", "sagittal"])
+    p.add_argument("--view", default="axial", choices=["axial", "coronal", "sagittal", "3d"])
     p.add_argument("--at", help="X,Y,Z in LPS mm the plane passes through (default: the centre)")
     p.add_argument("--slice", type=int, help="axial slice index k (alternative to --at)")
     p.add_argument("--preset", help="window preset: lung, mediastinum, bone, brain, abdomen")
@@ -253,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="label volume (DICOM SEG to come; NIfTI/NRRD now) drawn as an overlay")
     p.add_argument("--outline", action="store_true", help="draw label outlines instead of filled areas")
     p.add_argument("--scale", type=float, default=2.0, help="screen pixels per sample (default 2)")
+    p.add_argument("--volume-preset", default="ct-bone", help="3D: ct-bone, ct-lung, ct-soft-tissue, mip")
+    p.add_argument("--azimuth", type=float, default=0.0, help="3D: degrees about the long axis from anterior")
+    p.add_argument("--elevation", type=float, default=0.0, help="3D: degrees up from the axial plane")
+    p.add_argument("--size", type=int, default=800, help="3D: picture size in pixels")
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_render)

@@ -165,10 +165,8 @@ class MainWindow(QMainWindow):
                                         triggered=lambda _=False, name=name: self.set_layout(name)))
         view_menu.addAction(QAction("Unlink / link prior and current", self, shortcut=QKeySequence("Ctrl+K"),
                                     triggered=self.toggle_link))
-        presets = view_menu.addMenu("Window presets")
-        for p in window_presets():
-            presets.addAction(QAction(f"{p.name}\t{p.key}", self,
-                                      triggered=lambda _=False, p=p: self.state.set_window(p.width, p.level)))
+        self.presets_menu = view_menu.addMenu("Window presets")
+        self._fill_presets_menu()
         self.patient_info_action = QAction("Show patient information", self, shortcut=QKeySequence("Ctrl+I"),
                                            checkable=True, triggered=self._toggle_patient_info)
         show = self.settings.value("show_patient_info", True, type=bool)
@@ -226,6 +224,32 @@ class MainWindow(QMainWindow):
         folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder", start)
         if folder:
             self.open_path(folder)
+
+    def _fill_presets_menu(self) -> None:
+        self.presets_menu.clear()
+        for p in window_presets():
+            self.presets_menu.addAction(QAction(f"{p.name}\t{p.key}", self,
+                                                triggered=lambda _=False, p=p: self.state.set_window(p.width, p.level)))
+        self.presets_menu.addSeparator()
+        self.presets_menu.addAction(QAction("Save current window as preset...", self, triggered=self.save_preset))
+
+    def save_preset(self, name: str | None = None) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        from viewer.core.presets import save_user_preset
+
+        if not name:
+            name, ok = QInputDialog.getText(self, "Save window preset", "Name:")
+            if not ok or not name.strip():
+                return
+        width, level = self.state.window
+        try:
+            preset = save_user_preset(name.strip(), width, level)
+        except ValueError as exc:
+            self.state.message.emit(str(exc))
+            return
+        self._fill_presets_menu()
+        self.state.message.emit(f"Preset '{preset.name}' (W {width:.0f} / L {level:.0f}) on key {preset.key}")
 
     def _toggle_patient_info(self, show: bool) -> None:
         self.settings.setValue("show_patient_info", bool(show))
@@ -387,7 +411,7 @@ def thumbnail_icon(series, size: int = 48) -> QIcon:
 
 
 def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "",
-               series_key: str | None = None, prior=None) -> int:
+               series_key: str | None = None, prior=None, label_names: dict[int, str] | None = None) -> int:
     """Start the desktop application (used by `radsight open` and `radsight demo`)."""
     import sys
 
@@ -401,7 +425,7 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
     if volume is not None:
         window.state.set_volume(volume, series_key)
         if labels is not None:
-            window.state.set_labels(labels, labels_source)
+            window.state.set_labels(labels, labels_source, label_names)
         if prior is not None:
             window.set_prior(prior)
     for path in paths or []:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QListWidget, QListWidgetItem,
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import (QCheckBox, QColorDialog, QComboBox, QDoubleSpinBox, QFormLayout, QListWidget, QListWidgetItem,
                                QSlider, QVBoxLayout, QWidget)
 
 from viewer.qt.state import ViewerState
@@ -31,6 +32,10 @@ class OverlayPanel(QWidget):
         self.threshold.setDecimals(3)
         self.threshold.setSpecialValueText("none")
         self.threshold.valueChanged.connect(lambda v: self._update(threshold=v))
+        self.labels = QListWidget()
+        self.labels.setToolTip("Tick to show a label; double-click to change its colour")
+        self.labels.itemChanged.connect(self._label_toggled)
+        self.labels.itemDoubleClicked.connect(self._label_colour)
         form = QFormLayout()
         form.addRow("Opacity", self.opacity)
         form.addRow("", self.outline)
@@ -39,6 +44,7 @@ class OverlayPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.list)
         layout.addLayout(form)
+        layout.addWidget(self.labels)
         self._updating = False
         state.overlays_changed.connect(self.refresh)
 
@@ -73,7 +79,33 @@ class OverlayPanel(QWidget):
         self.colormap.setEnabled(overlay.kind == "heatmap")
         self.threshold.setEnabled(overlay.kind == "heatmap")
         self.threshold.setValue(overlay.threshold if overlay.threshold is not None else self.threshold.minimum())
+        self.labels.clear()
+        for value, style in sorted(overlay.label_styles.items()):
+            item = QListWidgetItem(f"{value}  {overlay.label_names.get(value, '')}")
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if style.visible else Qt.Unchecked)
+            item.setData(Qt.UserRole, value)
+            pixmap = QPixmap(14, 14)
+            pixmap.fill(QColor.fromRgbF(*style.color))
+            item.setIcon(QIcon(pixmap))
+            self.labels.addItem(item)
+        self.labels.setVisible(overlay.kind == "labels")
         self._updating = False
+
+    def _label_toggled(self, item: QListWidgetItem) -> None:
+        row = self.list.currentRow()
+        if not self._updating and 0 <= row < len(self.state.overlays):
+            self.state.update_label(row, item.data(Qt.UserRole), visible=item.checkState() == Qt.Checked)
+
+    def _label_colour(self, item: QListWidgetItem) -> None:
+        row = self.list.currentRow()
+        if not 0 <= row < len(self.state.overlays):
+            return
+        value = item.data(Qt.UserRole)
+        current = self.state.overlays[row].label_styles[value].color
+        chosen = QColorDialog.getColor(QColor.fromRgbF(*current), self, "Label colour")
+        if chosen.isValid():
+            self.state.update_label(row, value, color=(chosen.redF(), chosen.greenF(), chosen.blueF()))
 
     def _update(self, **changes) -> None:
         row = self.list.currentRow()

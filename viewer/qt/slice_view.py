@@ -20,7 +20,7 @@ from viewer.core.measurements import Measurement
 from viewer.core.presets import window_presets
 from viewer.qt.measurement_layer import MeasurementLayer, outline_points
 from viewer.qt.state import ViewerState
-from viewer.render.slice_scene import DEFAULT_LABEL_COLORS, LabelStyle, SliceScene
+from viewer.render.slice_scene import SliceScene
 
 SCROLL_KEYS = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
 # Oblique MPR: turn the plane by 5 degrees about the screen's vertical or horizontal axis.
@@ -109,10 +109,7 @@ class SliceView(QWidget):
             if not overlay.visible:
                 continue
             if overlay.kind == "labels":
-                values = [int(v) for v in np.unique(overlay.volume.voxels) if v != 0]
-                styles = {v: LabelStyle(DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)], overlay.opacity)
-                          for n, v in enumerate(values)}
-                self.scene.add_labels(overlay.volume, styles, outline=overlay.outline)
+                self.scene.add_labels(overlay.volume, overlay.styles(), outline=overlay.outline)
             else:
                 self.scene.add_heatmap(overlay.volume, overlay.colormap, overlay.opacity, overlay.threshold,
                                        colorbar_title=overlay.name)

@@ -6,11 +6,12 @@ model (STYLE.md rule 5): a widget test changes the state and asserts the views.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from viewer.core.label_style import DEFAULT_LABEL_COLORS, LabelStyle
 from viewer.core.measurements import Measurement
 from viewer.core.volume import Volume
 
@@ -28,6 +29,18 @@ class Overlay:
     outline: bool = False
     colormap: str = "inferno"
     threshold: float | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    label_styles: dict[int, LabelStyle] = field(default_factory=dict)  # per label value
+
+    def __post_init__(self) -> None:
+        if self.kind == "labels" and not self.label_styles:
+            values = [int(v) for v in np.unique(self.volume.voxels) if v != 0]
+            self.label_styles = {v: LabelStyle(DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)], 1.0)
+                                 for n, v in enumerate(values)}
+
+    def styles(self) -> dict[int, LabelStyle]:
+        """Per-label styles with the overlay's opacity applied."""
+        return {v: LabelStyle(st.color, st.opacity * self.opacity, st.visible) for v, st in self.label_styles.items()}
 
 
 class ViewerState(QObject):
@@ -98,16 +111,24 @@ class ViewerState(QObject):
         self.overlays.append(overlay)
         self.overlays_changed.emit()
 
-    def set_labels(self, labels: Volume | None, source: str = "") -> None:
+    def set_labels(self, labels: Volume | None, source: str = "", names: dict[int, str] | None = None) -> None:
         """Show a label mask (replacing other label overlays)."""
         self.overlays = [o for o in self.overlays if o.kind != "labels"]
         if labels is not None:
-            self.overlays.append(Overlay("Labels", "labels", labels, source))
+            self.overlays.append(Overlay("Labels", "labels", labels, source, label_names=dict(names or {})))
         self.overlays_changed.emit()
 
     def update_overlay(self, index: int, **changes) -> None:
         for key, value in changes.items():
             setattr(self.overlays[index], key, value)
+        self.overlays_changed.emit()
+
+    def update_label(self, index: int, value: int, **changes) -> None:
+        """Change one label's colour, opacity or visibility in overlay `index`."""
+        style = self.overlays[index].label_styles[value]
+        self.overlays[index].label_styles[value] = LabelStyle(changes.get("color", style.color),
+                                                              changes.get("opacity", style.opacity),
+                                                              changes.get("visible", style.visible))
         self.overlays_changed.emit()
 
     def remove_overlay(self, index: int) -> None:

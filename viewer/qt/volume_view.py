@@ -44,8 +44,7 @@ class VolumeView(QWidget):
         self.scene.surfaces.clear()
         for overlay in self.state.overlays:
             if overlay.kind == "labels" and overlay.visible:
-                for actor in self.scene.add_label_surfaces(overlay.volume):
-                    actor.GetProperty().SetOpacity(max(overlay.opacity, 0.3))
+                self.scene.add_label_surfaces(overlay.volume, overlay.label_styles)
         self.render_window.Render()
 
     def set_preset(self, name: str) -> None:

@@ -18,13 +18,17 @@ import vtk  # noqa: E402
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 
-def render_to_array(renderer: vtk.vtkRenderer, width: int, height: int) -> np.ndarray:
-    """Render one renderer into an offscreen window; RGB uint8, row 0 at the top."""
+def render_to_array(renderer: vtk.vtkRenderer, width: int, height: int, before_render=None) -> np.ndarray:
+    """Render one renderer into an offscreen window; RGB uint8, row 0 at the top.
+
+    `before_render(window)` may adapt the scene to the window (e.g. pick a ray caster)."""
     window = vtk.vtkRenderWindow()
     window.SetOffScreenRendering(1)
     window.SetSize(int(width), int(height))
     window.AddRenderer(renderer)
     try:
+        if before_render is not None:
+            before_render(window)
         window.Render()
         grab = vtk.vtkWindowToImageFilter()
         grab.SetInput(window)

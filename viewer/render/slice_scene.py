@@ -7,25 +7,13 @@ output sample is `sample_mm` wide in both, so coronal and sagittal views are iso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import vtk
 
+from viewer.core.label_style import DEFAULT_LABEL_COLORS, LabelStyle
 from viewer.core.orientation import edge_labels, plane_axes
 from viewer.core.volume import Volume
 from viewer.render.vtk_image import lps_to_input_matrix, to_vtk_image, vtk_matrix
-
-
-@dataclass
-class LabelStyle:
-    color: tuple[float, float, float]
-    opacity: float = 0.5
-    visible: bool = True
-
-
-DEFAULT_LABEL_COLORS = [(0.9, 0.3, 0.3), (0.3, 0.8, 0.3), (0.3, 0.5, 1.0), (1.0, 0.8, 0.2), (0.8, 0.4, 0.9),
-                        (0.2, 0.9, 0.9), (1.0, 0.5, 0.2), (0.6, 0.6, 0.6)]
 
 
 class SliceScene:

@@ -31,3 +31,21 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
     width, height = max(int(round(nu * scale)), 1), max(int(round(nv * scale)), 1)
     scene.fit_camera(width, height)
     return render_to_array(scene.renderer, width, height)
+
+
+def render_3d(volume: Volume, preset: str = "ct-bone", labels: Volume | None = None, azimuth: float = 0.0,
+              elevation: float = 0.0, size: tuple[int, int] = (800, 800), clip_box=None) -> np.ndarray:
+    """RGB image of the 3-D view: volume rendering preset, label surfaces, camera turned from the
+    anterior view by `azimuth` (about the patient's long axis) and `elevation` degrees."""
+    from viewer.render.volume_scene import VolumeScene
+
+    scene = VolumeScene(volume, preset)
+    if labels is not None:
+        scene.add_label_surfaces(labels)
+    scene.set_clip_box(clip_box)
+    camera = scene.renderer.GetActiveCamera()
+    camera.Azimuth(azimuth)
+    camera.Elevation(elevation)
+    camera.OrthogonalizeViewUp()
+    scene.renderer.ResetCameraClippingRange()
+    return render_to_array(scene.renderer, *size, before_render=scene.adapt_to)

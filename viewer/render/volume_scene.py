@@ -11,7 +11,7 @@ import numpy as np
 import vtk
 
 from viewer.core.volume import Volume
-from viewer.render.slice_scene import DEFAULT_LABEL_COLORS
+from viewer.core.label_style import DEFAULT_LABEL_COLORS, LabelStyle
 from viewer.render.vtk_image import to_vtk_image, vtk_matrix
 
 # (HU, opacity) and (HU, r, g, b) control points.
@@ -103,11 +103,17 @@ class VolumeScene:
             box_planes.AddItem(plane)
         self.mapper.SetClippingPlanes(box_planes)
 
-    def add_label_surfaces(self, labels: Volume, smoothing_iterations: int = 20) -> list[vtk.vtkActor]:
-        """Each label as a smooth surface (discrete flying edges + windowed-sinc smoothing)."""
+    def add_label_surfaces(self, labels: Volume, styles: dict[int, LabelStyle] | None = None,
+                           smoothing_iterations: int = 20) -> list[vtk.vtkActor]:
+        """Each visible label as a smooth surface (discrete flying edges + windowed-sinc smoothing)."""
         image = to_vtk_image(labels, "labels")
         values = [int(v) for v in np.unique(labels.voxels) if v != 0]
-        for n, value in enumerate(values):
+        styles = styles or {v: LabelStyle(DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)], 1.0)
+                            for n, v in enumerate(values)}
+        for value in values:
+            style = styles.get(value)
+            if style is None or not style.visible:
+                continue
             surface = vtk.vtkDiscreteFlyingEdges3D()
             surface.SetInputData(image)
             surface.SetValue(0, value)
@@ -124,7 +130,8 @@ class VolumeScene:
             actor = vtk.vtkActor()
             actor.SetMapper(mapper)
             actor.SetUserMatrix(vtk_matrix(rigid_matrix(labels)))
-            actor.GetProperty().SetColor(*DEFAULT_LABEL_COLORS[n % len(DEFAULT_LABEL_COLORS)])
+            actor.GetProperty().SetColor(*style.color)
+            actor.GetProperty().SetOpacity(style.opacity)
             actor.label_value = value
             self.renderer.AddActor(actor)
             self.surfaces.append(actor)

@@ -1,19 +1,12 @@
-"""Where RadSight keeps its per-user data (platformdirs), overridable for tests and kiosks."""
+"""The database's default location, in the user data folder."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import platformdirs
+from viewer.core.paths import user_data_dir
 
-
-def user_data_dir() -> Path:
-    """$RADSIGHT_DATA_DIR, else the platform's user data folder (e.g. ~/.local/share/RadSight)."""
-    override = os.environ.get("RADSIGHT_DATA_DIR")
-    path = Path(override) if override else Path(platformdirs.user_data_dir("RadSight", "RadSight"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+__all__ = ["default_database_path", "user_data_dir"]
 
 
 def default_database_path() -> Path:
