@@ -79,7 +79,7 @@ def grow_tree(roots: list[TreeRoot], style: TreeStyle, lung_sdf: Callable[[np.nd
     while generation and len(a) < style.max_segments:
         children = []   # (parent index, start radius, candidate steps (15 x 3))
         for index in generation:
-            tip, r_end = b[index], rb[index]
+            r_end = rb[index]
             u = (b[index] - a[index]) / np.linalg.norm(b[index] - a[index])
             axis = _perpendicular(u, rng)
             for ratio, angle, side in ((style.major_ratio, rng.uniform(18, 32), 1.0),

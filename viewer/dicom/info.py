@@ -8,7 +8,7 @@ import numpy as np
 
 from viewer.core.errors import GeometryError, RadSightError
 from viewer.dicom.load import load_volume_file
-from viewer.dicom.scan import Progress, ScanResult
+from viewer.dicom.scan import ScanResult
 from viewer.dicom.series import Series
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from viewer.core.errors import RadSightError
