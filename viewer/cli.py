@@ -232,6 +232,36 @@ def cmd_bench_render(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from viewer.inference import registry
+    from viewer.inference.session import provider_order
+
+    if args.models_command == "list":
+        reg = registry.discover()
+        provider = provider_order()[0]
+        data = [dict(card.to_json(), provider=provider) for card in reg.cards]
+        problems = [{"card": str(path), "problem": reason} for path, reason in reg.problems]
+
+        def human(d):
+            for m in d:
+                print(f"{m['id']} {m['version']}  {m['task']}  {', '.join(m['modality']) or 'any modality'}  "
+                      f"[{m['provider']}]  {m['intended_use']}")
+            for p in problems:
+                print(f"problem: {p['problem']}", file=sys.stderr)
+            if not d:
+                print("no models installed")
+
+        _emit(data, args.json, human)
+        return 0
+    if args.models_command == "validate":
+        card = registry.validate(args.path)
+        _emit(card.to_json(), args.json, lambda d: print(f"{d['id']} {d['version']}: valid"))
+        return 0
+    target = registry.add(args.path)
+    _emit({"installed": str(target)}, args.json, lambda d: print(f"installed in {d['installed']}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="radsight", description="RadSight radiology viewer")
     parser.add_argument("--version", action="version", version=f"radsight {__version__}")
@@ -274,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("models", help="list, validate and add ONNX models with their cards")
+    models = p.add_subparsers(dest="models_command", required=True)
+    m = models.add_parser("list", help="installed models and the provider they would run on")
+    m.add_argument("--json", action="store_true")
+    m = models.add_parser("validate", help="check a model folder: card, sha256, ONNX Runtime load")
+    m.add_argument("path")
+    m.add_argument("--json", action="store_true")
+    m = models.add_parser("add", help="validate a model folder and install it in the user models folder")
+    m.add_argument("path")
+    m.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("bench", help="benchmarks that print ratios against a reference run alongside")
     bench = p.add_subparsers(dest="bench_command", required=True)

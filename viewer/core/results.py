@@ -1,0 +1,66 @@
+"""AI results as data with provenance: every mask and classification names its model and version.
+
+These are what analysis, rendering and the report consume; none of them knows how the model ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from viewer.core.volume import Volume
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    value: int
+    name: str
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    code: tuple[str, str, str] | None = None  # (value, scheme, meaning), e.g. SNOMED CT
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    id: str
+    version: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name or self.id} {self.version}"
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A label volume on the study's grid with per-voxel confidence (max class probability)."""
+
+    labels: Volume
+    label_info: tuple[LabelInfo, ...]
+    model: ModelRef
+    confidence: Volume | None = None
+    provider: str = ""
+
+    def label_confidence(self, value: int) -> float | None:
+        """Mean probability of the voxels given this label, the model's confidence in it."""
+        if self.confidence is None:
+            return None
+        inside = self.labels.voxels == value
+        return float(self.confidence.voxels[inside].mean()) if inside.any() else None
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Class probabilities for a volume or a crop around a point (LPS mm)."""
+
+    model: ModelRef
+    classes: tuple[LabelInfo, ...]
+    probabilities: tuple[float, ...]
+    point_lps: tuple[float, float, float] | None = None
+    provider: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> LabelInfo:
+        return self.classes[max(range(len(self.probabilities)), key=self.probabilities.__getitem__)]
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities)

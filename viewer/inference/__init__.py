@@ -1,0 +1,1 @@
+"""Local AI engine: model cards, ONNX Runtime sessions, preprocessing, sliding-window inference."""

@@ -1,0 +1,202 @@
+"""Model cards: the declarative description of an ONNX model that RadSight runs.
+
+A card is JSON or YAML beside `model.onnx` (DESIGN.md "Model cards"). It holds no executable
+expressions: preprocessing is a list of transforms from a fixed vocabulary, checked here, so a
+card from a stranger can only ask for what RadSight already knows how to do. `ModelCard.from_file`
+checks everything and names the file and field that is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from viewer.core.errors import RadSightError
+from viewer.core.results import LabelInfo, ModelRef
+
+TASKS = ("segmentation", "classification", "detection")
+AXES = ("NCDHW", "NDHWC", "NCHW", "NHWC")
+OUTPUT_KINDS = ("logits", "probabilities")
+BLENDINGS = ("gaussian", "constant")
+# name -> (required parameters, optional parameters)
+TRANSFORMS: dict[str, tuple[set[str], set[str]]] = {
+    "resample": ({"spacing_mm"}, set()),
+    "reorient": (set(), {"to"}),
+    "window": ({"low", "high"}, {"out_low", "out_high"}),
+    "zscore": (set(), {"mean", "std", "mask_above"}),
+    "crop_pad": ({"size"}, {"fill"}),
+}
+
+
+class ModelCardError(RadSightError):
+    """A card that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    version: str
+    name: str
+    task: str
+    path: Path  # the .onnx file
+    sha256: str
+    intended_use: str
+    limitations: str
+    modalities: tuple[str, ...]
+    body_parts: tuple[str, ...]
+    input_name: str | None
+    axes: str
+    channels: int
+    spatial_size: tuple[int, ...] | None  # fixed spatial input size (model order), None if dynamic
+    preprocessing: tuple[dict, ...]
+    patch_size: tuple[int, ...] | None
+    overlap: float
+    blending: str
+    batch_size: int
+    output_name: str | None
+    output_kind: str
+    activation: str
+    labels: tuple[LabelInfo, ...]
+    crop_mm: tuple[float, ...] | None = None  # classification around a point: crop size in mm
+    explain: dict = field(default_factory=dict)
+    card_path: Path | None = None
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.id, self.version, self.name)
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.axes) - 2
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> "ModelCard":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ModelCardError(f"{path}: cannot be read ({exc.strerror})") from None
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:
+            raise ModelCardError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+        return cls.from_dict(data, path)
+
+    @classmethod
+    def from_dict(cls, data, card_path: Path) -> "ModelCard":
+        where = str(card_path)
+
+        def fail(message: str):
+            raise ModelCardError(f"{where}: {message}")
+
+        if not isinstance(data, dict):
+            fail("a card is a mapping of fields")
+
+        def get(key, kind, default=...):
+            value = data.get(key, default) if default is not ... else data.get(key)
+            if value is ... or value is None and default is ...:
+                fail(f"missing field '{key}'")
+            if value is not None and not isinstance(value, kind):
+                fail(f"field '{key}' must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+            return value
+
+        task = get("task", str)
+        if task not in TASKS:
+            fail(f"task '{task}' is not one of {', '.join(TASKS)}")
+        file_name = get("file", str, "model.onnx")
+        model_path = (card_path.parent / file_name).resolve()
+        inp = get("input", dict)
+        axes = inp.get("axes", "NCDHW")
+        if axes not in AXES:
+            fail(f"input.axes '{axes}' is not one of {', '.join(AXES)}")
+        spatial = inp.get("spatial_size")
+        if spatial is not None and (len(spatial) != len(axes) - 2 or not all(isinstance(v, int) and v > 0 for v in spatial)):
+            fail(f"input.spatial_size {spatial} must list {len(axes) - 2} positive integers")
+        steps = []
+        for n, step in enumerate(get("preprocessing", list, [])):
+            if not isinstance(step, dict) or "name" not in step:
+                fail(f"preprocessing[{n}] must be a mapping with a 'name'")
+            name = step["name"]
+            if name not in TRANSFORMS:
+                fail(f"preprocessing[{n}]: unknown transform '{name}'; known: {', '.join(TRANSFORMS)}")
+            required, optional = TRANSFORMS[name]
+            params = set(step) - {"name"}
+            if missing := required - params:
+                fail(f"preprocessing[{n}] '{name}' needs {', '.join(sorted(missing))}")
+            if extra := params - required - optional:
+                fail(f"preprocessing[{n}] '{name}' does not take {', '.join(sorted(extra))}")
+            steps.append(dict(step))
+        inference = get("inference", dict, {})
+        patch = inference.get("patch_size")
+        if patch is not None and len(patch) != len(axes) - 2:
+            fail(f"inference.patch_size {patch} must have {len(axes) - 2} values")
+        overlap = float(inference.get("overlap", 0.25))
+        if not 0 <= overlap < 1:
+            fail(f"inference.overlap {overlap} must be in [0, 1)")
+        blending = inference.get("blending", "gaussian")
+        if blending not in BLENDINGS:
+            fail(f"inference.blending '{blending}' is not one of {', '.join(BLENDINGS)}")
+        out = get("output", dict)
+        kind = out.get("kind", "logits")
+        if kind not in OUTPUT_KINDS:
+            fail(f"output.kind '{kind}' is not one of {', '.join(OUTPUT_KINDS)}")
+        activation = out.get("activation", "softmax" if kind == "logits" else "none")
+        if activation not in ("softmax", "sigmoid", "none"):
+            fail(f"output.activation '{activation}' must be softmax, sigmoid or none")
+        labels = []
+        for n, label in enumerate(out.get("labels", [])):
+            try:
+                code = label.get("code")
+                labels.append(LabelInfo(int(label["value"]), str(label["name"]),
+                                        tuple(float(c) for c in label.get("color", (1, 0, 0))),
+                                        (str(code["value"]), str(code["scheme"]), str(code["meaning"])) if code else None))
+            except (KeyError, TypeError, ValueError) as exc:
+                fail(f"output.labels[{n}] is incomplete ({exc}): needs value and name")
+        if not labels:
+            fail("output.labels lists no label or class")
+        crop = get("crop_mm", list, None)
+        return ModelCard(
+            id=get("id", str), version=str(get("version", (str, int, float))), name=get("name", str, get("id", str)),
+            task=task, path=model_path, sha256=get("sha256", str).lower(),
+            intended_use=get("intended_use", str), limitations=get("limitations", str, ""),
+            modalities=tuple(get("modality", list, [])), body_parts=tuple(get("body_part", list, [])),
+            input_name=inp.get("name"), axes=axes, channels=int(inp.get("channels", 1)),
+            spatial_size=tuple(spatial) if spatial else None, preprocessing=tuple(steps),
+            patch_size=tuple(int(v) for v in patch) if patch else None, overlap=overlap, blending=blending,
+            batch_size=max(int(inference.get("batch_size", 1)), 1), output_name=out.get("name"),
+            output_kind=kind, activation=activation, labels=tuple(labels),
+            crop_mm=tuple(float(v) for v in crop) if crop else None, explain=dict(data.get("explain") or {}),
+            card_path=card_path,
+        )
+
+    def verify_file(self) -> None:
+        """Refuse a model file that is missing or whose sha256 differs from the card's."""
+        if not self.path.is_file():
+            raise ModelCardError(f"{self.card_path}: model file {self.path} does not exist")
+        digest = sha256_of(self.path)
+        if digest != self.sha256:
+            raise ModelCardError(f"{self.path}: sha256 {digest[:12]}... does not match the card's "
+                                 f"{self.sha256[:12]}... (file changed or card out of date); not loaded")
+
+    def applies_to(self, modality: str | None) -> bool:
+        return not self.modalities or (modality or "") in self.modalities
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "version": self.version, "name": self.name, "task": self.task,
+                "path": str(self.path), "intended_use": self.intended_use, "modality": list(self.modalities),
+                "labels": [{"value": label.value, "name": label.name} for label in self.labels]}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for block in iter(lambda: fp.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
