@@ -232,6 +232,28 @@ def cmd_bench_render(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    from viewer.inference.analyze import analyze
+    from viewer.store import Store
+
+    if not Path(args.path).exists():
+        raise RadSightError(f"{args.path}: no such file or folder")
+    out = Path(args.out) if args.out else Path(args.path).resolve().parent / "radsight-results"
+    with Store() as store:
+        data = analyze(args.path, out, args.model, store=store, provider=args.provider,
+                       progress=StderrProgress(not args.quiet, min_total=2))
+
+    def human(d):
+        for m in d["models"]:
+            found = ", ".join(f"{name}: {v['voxels']} voxels" for name, v in m["labels"].items())
+            print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
+        for path in d["outputs"]["seg"]:
+            print(f"SEG: {path}")
+
+    _emit(data, args.json, human)
+    return 0
+
+
 def cmd_models(args) -> int:
     from viewer.inference import registry
     from viewer.inference.session import provider_order
@@ -304,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("analyze", help="run the applicable AI models and write DICOM SEG")
+    p.add_argument("path")
+    p.add_argument("--model", action="append", help="model id (repeatable); default: all applicable")
+    p.add_argument("--out", help="folder for the results (default: radsight-results beside PATH)")
+    p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("models", help="list, validate and add ONNX models with their cards")
     models = p.add_subparsers(dest="models_command", required=True)

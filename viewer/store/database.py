@@ -195,6 +195,24 @@ class Store:
                                "ORDER BY rowid", (series_key,))  # insertion order; edits keep their place
         return [Measurement(kind, tuple(map(tuple, json.loads(points))), label, id_) for id_, kind, label, points in rows]
 
+    def add_result(self, series_key: str, kind: str, model_id: str, model_version: str, path: Path | str,
+                   provider: str = "", summary: dict | None = None) -> int:
+        """Record an AI result (e.g. a SEG file); re-running a model replaces its earlier result."""
+        with self.db:
+            self.db.execute("DELETE FROM results WHERE series_key = ? AND kind = ? AND model_id = ?",
+                            (series_key, kind, model_id))
+            cur = self.db.execute(
+                "INSERT INTO results(series_key, kind, model_id, model_version, provider, path, summary_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (series_key, kind, model_id, model_version, provider, str(path), json.dumps(summary or {})))
+        return int(cur.lastrowid)
+
+    def results(self, series_key: str) -> list[dict]:
+        rows = self.db.execute("SELECT id, kind, model_id, model_version, provider, path, summary_json, created_at "
+                               "FROM results WHERE series_key = ? ORDER BY id", (series_key,))
+        keys = ("id", "kind", "model_id", "model_version", "provider", "path", "summary", "created_at")
+        return [dict(zip(keys, row[:6] + (json.loads(row[6]), row[7]))) for row in rows]
+
     def table_counts(self) -> dict[str, int]:
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("studies", "series", "frames", "file_problems")}

@@ -60,3 +60,21 @@ MIGRATIONS.append(
     CREATE INDEX measurements_by_series ON measurements(series_key);
     """
 )
+
+MIGRATIONS.append(
+    # 3: AI results per series, with the model that made them and where their DICOM object is.
+    """
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        series_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        model_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        provider TEXT NOT NULL DEFAULT '',
+        path TEXT NOT NULL,
+        summary_json TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX results_by_series ON results(series_key);
+    """
+)

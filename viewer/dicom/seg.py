@@ -1,0 +1,62 @@
+"""AI masks as DICOM Segmentation objects (highdicom), referencing the source series and naming
+the algorithm, as IHE AI Results asks; and reading them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from viewer import __version__
+from viewer.core.errors import RadSightError
+from viewer.core.results import Mask
+from viewer.dicom.series import Series
+
+# Property category for anything we cannot name better: SCT 49755003 "Morphologically altered structure"
+# for findings, SCT 91723000 "Anatomical structure" for organs.
+FINDING = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure")
+ANATOMY = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
+FINDING_CODES = {"27925004", "786838002"}  # SCT nodule, pulmonary nodule
+
+
+def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int = 900) -> Path:
+    """Write `mask` (on `series`' grid) as a binary DICOM SEG referencing the series' images."""
+    plan = series.plan
+    if not plan.is_direct:
+        raise RadSightError(f"{series.label}: the volume was resampled (tilt or uneven spacing), so its "
+                            "voxels do not map one-to-one onto source images; SEG export needs a regular series")
+    if mask.labels.shape != plan.shape:
+        raise RadSightError(f"mask shape {mask.labels.shape} does not match {series.label} {plan.shape}")
+    sources = [pydicom.dcmread(r.path) for r in plan.records]
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=mask.model.name or mask.model.id, version=mask.model.version,
+        family=codes.cid7162.ArtificialIntelligence)
+    present = [info for info in mask.label_info if np.any(mask.labels.voxels == info.value)]
+    if not present:
+        raise RadSightError(f"model {mask.model} found nothing to segment in {series.label}; no SEG written")
+    descriptions, planes = [], []
+    for number, info in enumerate(present, 1):
+        code = hd.sr.CodedConcept(*info.code) if info.code else hd.sr.CodedConcept("85756007", "SCT", "Tissue")
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=info.name[:64],
+            segmented_property_category=FINDING if info.code and info.code[0] in FINDING_CODES else ANATOMY,
+            segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm, tracking_uid=generate_uid(), tracking_id=f"{mask.model.id}:{info.name}"[:64],
+            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in info.color))))
+        planes.append((mask.labels.voxels == info.value))
+    pixel_array = np.stack(planes, axis=-1).astype(np.uint8)  # (frames, rows, cols, segments)
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=pixel_array, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="RadSight",
+        manufacturer_model_name="RadSight", software_versions=__version__, device_serial_number="0",
+        content_description=f"AI segmentation by {mask.model.id} {mask.model.version}"[:64],
+        content_creator_name="RadSight^AI", series_description=f"AI SEG {mask.model.id}"[:64])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
