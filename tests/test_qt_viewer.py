@@ -275,3 +275,33 @@ def test_user_window_preset_persists_and_gets_a_key(window, qtbot):
     window.state.set_window(400, 40)
     qtbot.keyClicks(window.views["axial"].widget, "6")
     assert window.state.window == (600, 100)
+
+
+def test_ai_panel_runs_a_model_and_reopens_stored_results(window, qtbot, tmp_path, monkeypatch):
+    import torch
+
+    from tests.dicom_factory import write_series
+    from tests.onnx_factory import Threshold3D, export
+    from viewer.inference import registry as reg
+
+    model_dir = tmp_path / "models"
+    export(Threshold3D(), torch.zeros(1, 1, 8, 8, 8), model_dir / "bright-test",
+           {"task": "segmentation", "preprocessing": [{"name": "window", "low": -1000, "high": 2000}],  # > 500 HU
+            "inference": {"patch_size": [8, 16, 16]}, "output": {"name": "scores", "labels": [{"value": 1, "name": "bright"}]}})
+    monkeypatch.setattr(reg, "BUNDLED", model_dir)
+    write_series(tmp_path / "s", shape_zyx=(8, 16, 16), marker_ijk=(3, 3, 3))
+    window.open_path(tmp_path / "s")
+    qtbot.waitUntil(lambda: window.state.volume is not None and window.state.volume.shape == (8, 16, 16), timeout=20000)
+    panel = window.ai_panel
+    assert panel.models.count() == 1
+    panel.provider.setCurrentText("cpu")
+    panel.run_selected()
+    qtbot.waitUntil(lambda: panel.results.count() == 1, timeout=30000)
+    overlay = window.state.overlays[-1]
+    assert "bright-test 0.1 on CPUExecutionProvider" in overlay.source and "confidence" in overlay.source
+    assert int((overlay.volume.voxels == 1).sum()) == 1  # the marker voxel, the only one above 0 HU
+    # Re-opening shows the stored result without running the model.
+    window.state.set_volume(window.state.volume, window.state.series_key)
+    panel.refresh()
+    assert panel.results.count() == 1 and window.state.overlays[-1].name == "AI bright-test", panel.status.text()
+    assert int((window.state.overlays[-1].volume.voxels == 1).sum()) == 1

@@ -60,3 +60,26 @@ def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)
     return path
+
+
+def read_seg_labels(path: Path | str, volume) -> tuple[object, dict[int, str]]:
+    """A SEG's segments as one label volume on `volume`'s grid (value = segment number; where
+    segments overlap the higher number wins) and the segment names. Frames are placed by their
+    Image Position (Patient), so any frame order works."""
+    from viewer.core.volume import Volume
+
+    seg = hd.seg.segread(str(path))
+    labels = np.zeros(volume.shape, np.uint8)
+    frames = seg.pixel_array if seg.pixel_array.ndim == 3 else seg.pixel_array[None]
+    # Attributes common to all frames live in the Shared Functional Groups (PS3.3 C.7.6.16).
+    shared = seg.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in seg else {}
+    for frame, fg in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+        position = np.array([float(v) for v in fg.PlanePositionSequence[0].ImagePositionPatient])
+        k = int(round(volume.lps_to_index(position)[2]))
+        if not 0 <= k < volume.shape[0] or frame.shape != volume.shape[1:]:
+            raise RadSightError(f"{path}: frame at {position.round(2).tolist()} mm does not lie on the study's grid")
+        ident = fg.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
+        number = int(ident[0].ReferencedSegmentNumber)
+        labels[k][frame.astype(bool)] = number
+    names = {int(s.SegmentNumber): str(s.SegmentLabel) for s in seg.SegmentSequence}
+    return Volume(labels, volume.affine, volume.frame_of_reference_uid, volume.source), names

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayo
 
 from viewer import __version__
 from viewer.core.presets import window_presets
+from viewer.qt.ai_panel import AIPanel
 from viewer.qt.comparison import ComparisonLink
 from viewer.qt.measurement_panel import TOOLS, MeasurementPanel
 from viewer.qt.overlay_panel import OverlayPanel
@@ -105,6 +106,13 @@ class MainWindow(QMainWindow):
         overlays.setObjectName("overlays")
         overlays.setWidget(self.overlay_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, overlays)
+        self.ai_panel = AIPanel(self.state, self.run_job)
+        ai = QDockWidget("AI", self)
+        ai.setObjectName("ai")
+        ai.setWidget(self.ai_panel)
+        self.addDockWidget(Qt.RightDockWidgetArea, ai)
+        self.tabifyDockWidget(self.panel_area, ai)
+        self.panel_area.raise_()
         self.resizeDocks([dock, self.panel_area], [230, 300], Qt.Horizontal)
         self.refresh_browser()
 
@@ -213,7 +221,10 @@ class MainWindow(QMainWindow):
             lines.append(f"ONNX Runtime {onnxruntime.__version__}")
         except ImportError:
             pass
-        lines.append("AI models: none loaded")
+        from viewer.inference.registry import discover
+
+        cards = discover().cards
+        lines.append("AI models: " + (", ".join(f"{c.id} {c.version}" for c in cards) if cards else "none installed"))
         return "\n".join(lines)
 
     def show_about(self) -> None:
