@@ -224,6 +224,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_inference(args) -> int:
+    from viewer.bench.inference import run_inference_benchmark
+
+    report = run_inference_benchmark(repeats=args.repeat, threads=args.threads, whole_ct=not args.no_whole_ct,
+                                     log=lambda m: print(m, file=sys.stderr, flush=True))
+    _emit(report, args.json, lambda r: print(r["text"]))
+    return 0
+
+
 def cmd_bench_render(args) -> int:
     from viewer.render.bench import run_render_benchmark
 
@@ -356,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir", help="where to write the synthetic 512x512 series (default: a temp folder)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    b = bench.add_parser("inference", help="ONNX Runtime vs PyTorch eager sliding window; whole demo CT")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--no-whole-ct", action="store_true", help="skip segmenting a whole demo CT")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_inference)
     b = bench.add_parser("render", help="slice scroll with overlay vs bare VTK slice render; 3D frame time")
     b.add_argument("--frames", type=int, default=60)
     b.add_argument("--json", action="store_true")
