@@ -100,11 +100,19 @@ def cmd_demo(args) -> int:
     latest = demo.visits[-1]
     volume = load(latest.study_dir)
     labels = load(latest.labels_path)
-    snapshots = _demo_snapshots(volume, labels, demo, out / "snapshots")
+    analysis = _demo_analysis(latest.study_dir, out / "results", progress)
+    ai_labels = None
+    if analysis and analysis["outputs"]["seg"]:
+        from viewer.dicom.seg import read_seg_labels
+
+        ai_labels, ai_names = read_seg_labels(analysis["outputs"]["seg"][0], volume)
+    snapshots = _demo_snapshots(volume, ai_labels if ai_labels is not None else labels, demo, out / "snapshots")
     data = {
         "studies": [str(v.study_dir) for v in demo.visits],
         "ground_truth": str(demo.ground_truth_path),
-        "outputs": {"snapshots": [str(p) for p in snapshots]},
+        "models": analysis["models"] if analysis else [],
+        "outputs": {"snapshots": [str(p) for p in snapshots], **({"seg": analysis["outputs"]["seg"][0]}
+                                                                   if analysis and analysis["outputs"]["seg"] else {})},
         "series": [s for study in studies for s in study["series"]],
     }
 
@@ -113,7 +121,12 @@ def cmd_demo(args) -> int:
         for s in d["studies"]:
             print(f"  {s}")
         print(f"Ground truth: {d['ground_truth']}")
-        print("Snapshots (latest visit, phantom labels outlined):")
+        for m in d["models"]:
+            print(f"AI: {m['id']} {m['version']} on {m['provider']} (demonstration model, synthetic data only)")
+        if "seg" in d["outputs"]:
+            print(f"DICOM SEG: {d['outputs']['seg']}")
+        print("Snapshots (latest visit, " + ("AI segmentation" if "seg" in d["outputs"] else "phantom labels")
+              + " outlined):")
         for s in d["outputs"]["snapshots"]:
             print(f"  {s}")
         for s in d["series"]:
@@ -130,7 +143,22 @@ def cmd_demo(args) -> int:
 
     names = {int(k): v for k, v in json.loads(Path(demo.ground_truth_path).read_text()).get("labels", {}).items()}
     return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)",
-                      label_names=names, series_key=str(volume.source.series_uid), prior=prior)
+                      label_names=names, series_key=str(volume.source.series_uid), prior=prior,
+                      ground_truth_hidden=ai_labels is not None)
+
+
+def _demo_analysis(study_dir: Path, out: Path, progress) -> dict | None:
+    """The bundled models on the latest visit (SEG written, results stored); None without models."""
+    from viewer.inference.analyze import analyze
+    from viewer.inference.registry import discover
+    from viewer.store import Store
+
+    registry = discover()
+    if not registry.for_modality("CT", task="segmentation"):
+        print("no bundled CT segmentation model: skipping the AI analysis", file=sys.stderr)
+        return None
+    with Store() as store:
+        return analyze(study_dir, out, store=store, registry=registry, progress=progress)
 
 
 def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:

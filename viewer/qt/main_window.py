@@ -422,7 +422,8 @@ def thumbnail_icon(series, size: int = 48) -> QIcon:
 
 
 def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_source: str = "",
-               series_key: str | None = None, prior=None, label_names: dict[int, str] | None = None) -> int:
+               series_key: str | None = None, prior=None, label_names: dict[int, str] | None = None,
+               ground_truth_hidden: bool = False) -> int:
     """Start the desktop application (used by `radsight open` and `radsight demo`)."""
     import sys
 
@@ -437,6 +438,8 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
         window.state.set_volume(volume, series_key)
         if labels is not None:
             window.state.set_labels(labels, labels_source, label_names)
+            if ground_truth_hidden:  # AI results (from the store) are shown; ground truth one click away
+                window.state.update_overlay(len(window.state.overlays) - 1, visible=False)
         if prior is not None:
             window.set_prior(prior)
     for path in paths or []:

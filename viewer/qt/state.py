@@ -112,8 +112,8 @@ class ViewerState(QObject):
         self.overlays_changed.emit()
 
     def set_labels(self, labels: Volume | None, source: str = "", names: dict[int, str] | None = None) -> None:
-        """Show a label mask (replacing other label overlays)."""
-        self.overlays = [o for o in self.overlays if o.kind != "labels"]
+        """Show a label mask as the 'Labels' overlay (replacing the previous one; AI overlays stay)."""
+        self.overlays = [o for o in self.overlays if o.name != "Labels"]
         if labels is not None:
             self.overlays.append(Overlay("Labels", "labels", labels, source, label_names=dict(names or {})))
         self.overlays_changed.emit()
