@@ -147,8 +147,11 @@ def test_models_cli_validate_add_list(tmp_path):
     export(Threshold3D(), torch.zeros(1, 1, 8, 8, 8), tmp_path / "mymodel",
            {"task": "segmentation", "preprocessing": WINDOW, "inference": {"patch_size": [8, 8, 8]},
             "output": {"name": "scores", **SEG_LABELS}})
+    import os
+
+    env = dict(os.environ, RADSIGHT_DATA_DIR=str(tmp_path / "data"))  # its own user models folder
     run = lambda *a: subprocess.run([sys.executable, "-m", "viewer.cli", "models", *a], capture_output=True,  # noqa: E731
-                                    text=True, timeout=120)
+                                    text=True, timeout=120, env=env)
     assert run("validate", str(tmp_path / "mymodel")).returncode == 0
     assert run("add", str(tmp_path / "mymodel")).returncode == 0
     listed = json.loads(run("list", "--json").stdout)

@@ -289,6 +289,8 @@ def test_ai_panel_runs_a_model_and_reopens_stored_results(window, qtbot, tmp_pat
            {"task": "segmentation", "preprocessing": [{"name": "window", "low": -1000, "high": 2000}],  # > 500 HU
             "inference": {"patch_size": [8, 16, 16]}, "output": {"name": "scores", "labels": [{"value": 1, "name": "bright"}]}})
     monkeypatch.setattr(reg, "BUNDLED", model_dir)
+    (tmp_path / "user-models").mkdir()
+    monkeypatch.setattr(reg, "user_models_dir", lambda: tmp_path / "user-models")
     write_series(tmp_path / "s", shape_zyx=(8, 16, 16), marker_ijk=(3, 3, 3))
     window.open_path(tmp_path / "s")
     qtbot.waitUntil(lambda: window.state.volume is not None and window.state.volume.shape == (8, 16, 16), timeout=20000)
