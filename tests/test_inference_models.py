@@ -159,3 +159,15 @@ def test_models_cli_validate_add_list(tmp_path):
     assert mine and mine[0]["provider"] in ("CPUExecutionProvider", "CUDAExecutionProvider")
     again = run("add", str(tmp_path / "mymodel"))
     assert again.returncode == 2 and "already installed" in again.stderr
+
+
+def test_study_without_geometry_is_refused_by_a_millimetre_model(tmp_path, shared_testdata):
+    from viewer.dicom import load
+
+    card = export(Threshold3D(), torch.zeros(1, 1, 8, 8, 8), tmp_path / "mm-model",
+                  {"task": "segmentation", "modality": [],
+                   "preprocessing": WINDOW + [{"name": "resample", "spacing_mm": [1.0, 1.0, 1.0]}],
+                   "inference": {"patch_size": [8, 8, 8]}, "output": {"name": "scores", **SEG_LABELS}})
+    dx = load(shared_testdata / "seg_sr" / "highdicom" / "dx_image.dcm")
+    with pytest.raises(InferenceError, match="mm-model 0.1 works in millimetres, but this series has no patient geometry"):
+        segment(dx, card, provider="cpu")
