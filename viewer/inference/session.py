@@ -20,16 +20,22 @@ PROVIDER_NAMES = {"cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"
 
 @lru_cache(maxsize=1)
 def cuda_usable() -> bool:
-    """CUDA is offered by onnxruntime-gpu builds even without a GPU; only try it if its runtime
-    libraries load, which spares a failed-load error in the log on CPU-only machines."""
+    """CUDA is offered by onnxruntime-gpu builds even without a GPU; only try it when the CUDA
+    runtime loads and reports at least one device (a toolkit without a GPU reports none). This
+    spares a failed-load error in the log and a wrong provider in `models list`."""
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
     for name in ("libcudart.so.12", "libcudart.so", "cudart64_12.dll"):
         try:
-            ctypes.CDLL(name)
-            return True
+            runtime = ctypes.CDLL(name)
         except OSError:
             continue
+        count = ctypes.c_int(0)
+        try:
+            status = runtime.cudaGetDeviceCount(ctypes.byref(count))
+        except AttributeError:
+            return False
+        return status == 0 and count.value > 0
     return False
 
 
