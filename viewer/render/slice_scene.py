@@ -49,11 +49,13 @@ class SliceScene:
         wc, ww = volume.display.window_center, volume.display.window_width
         self.set_window(ww or 400.0, wc if wc is not None else 40.0)
         self._extent_uv = self._plane_extent()
+        # A millimetre ruler along the bottom edge (distance labels, not a 1:N ratio).
         self.scale_bar = vtk.vtkLegendScaleActor()
         self.scale_bar.AllAxesOff()
-        self.scale_bar.LegendVisibilityOn()
-        self.scale_bar.GetLegendTitleProperty().SetFontSize(11)
-        self.scale_bar.GetLegendLabelProperty().SetFontSize(11)
+        self.scale_bar.BottomAxisVisibilityOn()
+        self.scale_bar.LegendVisibilityOff()
+        self.scale_bar.SetLabelModeToDistance()
+        self.scale_bar.GetBottomAxis().GetLabelTextProperty().SetFontSize(11)
         self.renderer.AddViewProp(self.scale_bar)
         self.set_position(np.mean([volume.index_to_lps(c) for c in self._corners()], axis=0))
 
