@@ -9,13 +9,14 @@ legacy exporter at opset 17, as the bundled models are.
 from __future__ import annotations
 
 import resource
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from viewer.bench.timing import median_seconds
 
 
 def _unet(channels=(16, 32, 64)):
@@ -45,15 +46,6 @@ def _unet(channels=(16, 32, 64)):
 
     torch.manual_seed(0)
     return UNet().eval()
-
-
-def _median(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run_inference_benchmark(repeats: int = 3, size=(64, 160, 160), patch=(32, 64, 64), overlap: float = 0.25,
@@ -87,8 +79,8 @@ def run_inference_benchmark(repeats: int = 3, size=(64, 160, 160), patch=(32, 64
         log(f"sliding window over {size} with patch {patch}, overlap {overlap}, batch {batch}, {threads} threads ...")
         a, b = run(ort_predict), run(torch_predict)
         max_diff = float(np.abs(a - b).max())
-        t_ort = _median(lambda: run(ort_predict), repeats)
-        t_torch = _median(lambda: run(torch_predict), repeats)
+        t_ort = median_seconds(lambda: run(ort_predict), repeats)
+        t_torch = median_seconds(lambda: run(torch_predict), repeats)
     report = {"volume": list(size), "patch": list(patch), "overlap": overlap, "batch": batch, "threads": threads,
               "ort_s": t_ort, "torch_s": t_torch, "speedup": t_torch / t_ort, "goal_speedup": 1.5,
               "max_abs_difference": max_diff}

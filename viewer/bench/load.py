@@ -8,9 +8,7 @@ allocations above the baseline, traced by tracemalloc (numpy reports its buffers
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from viewer.bench.timing import median_seconds
 from viewer.dicom import load_series, open_path
 from viewer.dicom.pixels import FrameReader
 from viewer.store import Store
@@ -68,15 +67,6 @@ def write_bench_series(folder: Path, slices: int, rows: int = 512, cols: int = 5
         pixels += rng.integers(0, 30, size=(rows, cols), dtype=np.uint16)
         ds.PixelData = pixels.tobytes()
         ds.save_as(folder / f"{rng.integers(1 << 40):012x}.dcm", enforce_file_format=True)
-
-
-def _median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _raw_read(files: list[Path]) -> None:
@@ -142,21 +132,21 @@ def run_load_benchmark(slices: int = 300, repeats: int = 3, workdir: str | None 
         files = sorted(folder.iterdir())
         _raw_read(files)  # page cache
         log("measuring (median of %d runs each) ..." % repeats)
-        raw = _median_time(lambda: _raw_read(files), repeats)
-        raw_new = _median_time(lambda: _raw_read_into_new_buffer(files), repeats)
-        itk = _median_time(lambda: _simpleitk(folder), repeats)
-        cold = _median_time(lambda: _radsight_cold(folder), repeats)
-        first_cold = _median_time(lambda: _first_slice_cold(folder), repeats)
+        raw = median_seconds(lambda: _raw_read(files), repeats)
+        raw_new = median_seconds(lambda: _raw_read_into_new_buffer(files), repeats)
+        itk = median_seconds(lambda: _simpleitk(folder), repeats)
+        cold = median_seconds(lambda: _radsight_cold(folder), repeats)
+        first_cold = median_seconds(lambda: _first_slice_cold(folder), repeats)
         with Store(root / "bench-index.sqlite3") as store:
             series, result = open_path(folder)
             store.import_scan(series, result)
             key = series[0].key
-            indexed = _median_time(lambda: load_series(store.indexed_series(key)), repeats)
+            indexed = median_seconds(lambda: load_series(store.indexed_series(key)), repeats)
             def first_indexed():
                 s = store.indexed_series(key)
                 out = np.empty(s.plan.shape[1:], dtype=np.int16)
                 FrameReader().read_into(s.plan.records[len(s.plan.records) // 2], out)
-            first_warm = _median_time(first_indexed, repeats)
+            first_warm = median_seconds(first_indexed, repeats)
         peak, volume = _peak_bytes(lambda: _radsight_cold(folder))
         reference = _simpleitk(folder)
         import SimpleITK as sitk

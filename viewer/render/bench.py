@@ -8,12 +8,11 @@ Both render offscreen at 512x512; times are medians.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 
+from viewer.bench.timing import median_seconds
 from viewer.core.volume import Volume
 from viewer.render.offscreen import vtk  # chooses the EGL window when there is no display
 from viewer.render.slice_scene import SliceScene
@@ -31,12 +30,9 @@ def _window(renderer, size: int):
 
 
 def _median_ms(frame: Callable[[int], None], frames: int) -> float:
-    times = []
-    for n in range(frames):
-        t0 = time.perf_counter()
-        frame(n)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    """Median frame time in ms; `frame` gets the frame number."""
+    counter = iter(range(frames))
+    return median_seconds(lambda: frame(next(counter)), frames) * 1000
 
 
 def synthetic_ct(nx: int, ny: int, nz: int) -> tuple[Volume, Volume]:
