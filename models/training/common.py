@@ -122,7 +122,6 @@ def classifier_crop(volume, point_lps, crop_mm, spacing_mm) -> np.ndarray:
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, None)
     hi = np.minimum(np.ceil(ijk.max(axis=0)).astype(int) + 2, np.array(volume.shape[::-1]))
     sub = np.ascontiguousarray(volume.voxels[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]])
-    affine = np.array(volume.affine)
     origin = volume.index_to_lps(lo)
     img, _, o, s = preprocess(sub, origin, volume.spacing, volume.direction, spacing_mm)
     # index of the point on the resampled grid (identity direction after reorient)
@@ -138,7 +137,6 @@ def classifier_crop(volume, point_lps, crop_mm, spacing_mm) -> np.ndarray:
         src.append(slice(s0, s1))
         dst.append(slice(s0 - start[a], s1 - start[a]))
     out[tuple(dst)] = img[tuple(src)]
-    del affine
     return out
 
 

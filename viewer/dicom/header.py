@@ -126,10 +126,6 @@ def _image_type(value) -> str:
     return "\\".join(str(v).strip() for v in items)
 
 
-def _first(ds: Dataset, keyword: str):
-    return ds.get(keyword) if keyword in ds else None
-
-
 def read_pixel_element_header(fp, is_implicit: bool) -> tuple[int, int] | None:
     """Read the tag and length at the file position where pydicom stopped before pixels.
 
@@ -160,19 +156,19 @@ def read_pixel_element_header(fp, is_implicit: bool) -> tuple[int, int] | None:
 
 def base_record(path: Path, ds: Dataset, transfer_syntax: str, pixel_offset: int | None) -> SliceRecord:
     """The per-file part of a record; multi-frame files refine it per frame (see multiframe.py)."""
-    spacing = _floats(_first(ds, "PixelSpacing"), 2)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
     detector = False
     if spacing is None:
-        spacing = _floats(_first(ds, "ImagerPixelSpacing"), 2)
+        spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
         detector = spacing is not None
     window = None
-    wc, ww = _float(_first(ds, "WindowCenter"), None), _float(_first(ds, "WindowWidth"), None)
+    wc, ww = _float(ds.get("WindowCenter"), None), _float(ds.get("WindowWidth"), None)
     if wc is not None and ww is not None and ww > 0:
         window = (wc, ww)
     split_key = (
-        _int(_first(ds, "AcquisitionNumber")) if str(ds.get("Modality", "")) != "CT" else None,
-        _int(_first(ds, "TemporalPositionIdentifier")),
-        _int(_first(ds, "EchoNumbers")),
+        _int(ds.get("AcquisitionNumber")) if str(ds.get("Modality", "")) != "CT" else None,
+        _int(ds.get("TemporalPositionIdentifier")),
+        _int(ds.get("EchoNumbers")),
         _image_type(ds.get("ImageType")),
     )
     return SliceRecord(
@@ -183,26 +179,26 @@ def base_record(path: Path, ds: Dataset, transfer_syntax: str, pixel_offset: int
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),
         modality=str(ds.get("Modality", "")),
-        series_number=_int(_first(ds, "SeriesNumber")),
+        series_number=_int(ds.get("SeriesNumber")),
         series_description=str(ds.get("SeriesDescription", "")),
         frame_of_reference_uid=str(ds.FrameOfReferenceUID) if "FrameOfReferenceUID" in ds else None,
-        instance_number=_int(_first(ds, "InstanceNumber")),
+        instance_number=_int(ds.get("InstanceNumber")),
         rows=int(ds.Rows),
         cols=int(ds.Columns),
-        position=_floats(_first(ds, "ImagePositionPatient"), 3),
-        orientation=_floats(_first(ds, "ImageOrientationPatient"), 6),
+        position=_floats(ds.get("ImagePositionPatient"), 3),
+        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
         pixel_spacing=spacing,
         spacing_is_detector=detector,
-        slice_thickness=_float(_first(ds, "SliceThickness"), None),
-        rescale_slope=_float(_first(ds, "RescaleSlope"), 1.0) or 1.0,
-        rescale_intercept=_float(_first(ds, "RescaleIntercept"), 0.0),
+        slice_thickness=_float(ds.get("SliceThickness"), None),
+        rescale_slope=_float(ds.get("RescaleSlope"), 1.0) or 1.0,
+        rescale_intercept=_float(ds.get("RescaleIntercept"), 0.0),
         bits_allocated=int(ds.get("BitsAllocated", 16)),
         bits_stored=int(ds.get("BitsStored", ds.get("BitsAllocated", 16))),
         pixel_representation=int(ds.get("PixelRepresentation", 0)),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1)),
         photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         transfer_syntax=transfer_syntax,
-        number_of_frames=max(_int(_first(ds, "NumberOfFrames")) or 1, 1),
+        number_of_frames=max(_int(ds.get("NumberOfFrames")) or 1, 1),
         pixel_offset=pixel_offset,
         split_key=split_key,
         window=window,

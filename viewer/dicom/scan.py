@@ -89,7 +89,7 @@ def _decoder_problem(ts: str) -> str | None:
     return None
 
 
-def _read_with_pydicom(path: Path, size: int):
+def _read_with_pydicom(path: Path):
     """The full reader: any encoding pydicom understands; stops before the pixels."""
     try:
         with open(path, "rb") as fp:
@@ -142,7 +142,7 @@ def _read_records(path: Path, fast: bool) -> list[SliceRecord] | NonImageObject:
         ds, ts, pixel, _ = parsed
         media_class = ds.get("MediaStorageSOPClassUID", "")
     else:
-        ds, ts, pixel, media_class = _read_with_pydicom(path, size)
+        ds, ts, pixel, media_class = _read_with_pydicom(path)
 
     sop_class = str(ds.get("SOPClassUID", "") or media_class or "")
     if not sop_class and "Rows" not in ds:
