@@ -46,7 +46,7 @@ class CentreBrightness(torch.nn.Module):
         return torch.cat([(c - 0.5) * 20, (0.5 - c) * 20], dim=1)
 
 
-def export(model, example, folder, card: dict, dynamic=True):
+def export(model, example, folder, card: dict, dynamic=True, opset=17):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "model.onnx"
     axes = {0: "n"}
@@ -54,9 +54,36 @@ def export(model, example, folder, card: dict, dynamic=True):
         axes.update({i: f"s{i}" for i in range(2, example.ndim)} if not getattr(model, "channels_last", False)
                     else {i: f"s{i}" for i in range(1, example.ndim - 1)})
     torch.onnx.export(model.eval(), example, str(path), input_names=["image"], output_names=["scores"],
-                      dynamic_axes={"image": axes, "scores": axes}, opset_version=17, dynamo=False)
+                      dynamic_axes={"image": axes, "scores": axes}, opset_version=opset, dynamo=False)
     card = {"id": folder.name, "version": "0.1", "file": "model.onnx", "sha256": sha256_of(path),
             "intended_use": "test", "modality": ["CT"], "input": {"name": "image"}, "output": {"name": "scores"},
             **card}
     (folder / "card.json").write_text(json.dumps(card))
     return ModelCard.from_file(folder / "card.json")
+
+
+class BlobNet(torch.nn.Module):
+    """Classifier (blob, no blob) that looks for a bright blob anywhere in its input: a mean filter
+    with a threshold, max-pooling, a second mean filter ('conv2', the Grad-CAM layer), global
+    average pooling and a linear layer. The decisive feature is wherever the blob is, so an
+    explanation's peak must lie on the blob."""
+
+    def __init__(self, dims: int = 3):
+        super().__init__()
+        conv = torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d
+        pool = torch.nn.MaxPool3d if dims == 3 else torch.nn.MaxPool2d
+        self.conv1, self.relu1, self.pool = conv(1, 1, 3, padding=1), torch.nn.ReLU(), pool(2)
+        self.conv2, self.relu2 = conv(1, 1, 3, padding=1), torch.nn.ReLU()
+        self.fc = torch.nn.Linear(1, 2)
+        with torch.no_grad():
+            # Distinct weights: the exporter merges identical initialisers, which onnx2torch cannot map back.
+            self.conv1.weight[:] = 1.0 / 3 ** dims
+            self.conv2.weight[:] = 1.1 / 3 ** dims
+            self.conv1.bias[:] = -0.5  # only voxels brighter than the middle of the window count
+            self.conv2.bias[:] = 0.0
+            self.fc.weight[:] = torch.tensor([[3000.0], [-3000.0]])
+            self.fc.bias[:] = torch.tensor([-1.0, 1.0])
+
+    def forward(self, x):
+        f = self.relu2(self.conv2(self.pool(self.relu1(self.conv1(x)))))
+        return self.fc(f.mean(dim=tuple(range(2, x.dim()))))

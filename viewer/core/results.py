@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from viewer.core.volume import Volume
 
 
@@ -64,3 +66,32 @@ class Classification:
     @property
     def confidence(self) -> float:
         return max(self.probabilities)
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """Where a classifier looked: relevance in [0, 1] (1 = the map's maximum) on the model's input
+    grid, which carries its own affine (the crop's position in LPS), so it overlays the study
+    exactly without being resampled.
+
+    `method` names what made the map ("Grad-CAM" or "Occlusion"); a reader must know whether
+    gradients or perturbations are behind it. `note` says why a fallback was taken."""
+
+    values: Volume
+    model: ModelRef
+    method: str
+    target: LabelInfo
+    probability: float
+    layer: str = ""
+    point_lps: tuple[float, float, float] | None = None
+    provider: str = ""
+    note: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.method}: {self.target.name} ({self.probability:.2f}) by {self.model}"
+
+    @property
+    def peak_lps(self) -> tuple[float, float, float]:
+        k, j, i = np.unravel_index(int(np.argmax(self.values.voxels)), self.values.shape)
+        return tuple(float(v) for v in self.values.index_to_lps([i, j, k]))

@@ -20,6 +20,7 @@ TASKS = ("segmentation", "classification", "detection")
 AXES = ("NCDHW", "NDHWC", "NCHW", "NHWC")
 OUTPUT_KINDS = ("logits", "probabilities")
 BLENDINGS = ("gaussian", "constant")
+EXPLAIN_METHODS = ("auto", "gradcam", "occlusion")
 # name -> (required parameters, optional parameters)
 TRANSFORMS: dict[str, tuple[set[str], set[str]]] = {
     "resample": ({"spacing_mm"}, set()),
@@ -162,6 +163,14 @@ class ModelCard:
         if not labels:
             fail("output.labels lists no label or class")
         crop = get("crop_mm", list, None)
+        if crop is not None and (len(crop) != len(axes) - 2 or not all(isinstance(v, (int, float)) and v > 0 for v in crop)):
+            fail(f"crop_mm {crop} must list {len(axes) - 2} positive sizes in mm ({'z, ' if len(axes) == 5 else ''}y, x)")
+        explain = get("explain", dict, {}) or {}
+        if explain.get("method", "auto") not in EXPLAIN_METHODS:
+            fail(f"explain.method '{explain.get('method')}' is not one of {', '.join(EXPLAIN_METHODS)}")
+        for key in ("target_layer", "torch_module"):
+            if key in explain and not isinstance(explain[key], str):
+                fail(f"explain.{key} must be a layer name (text)")
         return ModelCard(
             id=get("id", str), version=str(get("version", (str, int, float))), name=get("name", str, get("id", str)),
             task=task, path=model_path, sha256=get("sha256", str).lower(),
@@ -172,7 +181,7 @@ class ModelCard:
             patch_size=tuple(int(v) for v in patch) if patch else None, overlap=overlap, blending=blending,
             batch_size=max(int(inference.get("batch_size", 1)), 1), output_name=out.get("name"),
             output_kind=kind, activation=activation, labels=tuple(labels),
-            crop_mm=tuple(float(v) for v in crop) if crop else None, explain=dict(data.get("explain") or {}),
+            crop_mm=tuple(float(v) for v in crop) if crop else None, explain=dict(explain),
             card_path=card_path,
         )
 

@@ -107,6 +107,52 @@ def _back_to_grid(probabilities: np.ndarray, pre: Volume, target: Volume, binary
     return labels, best
 
 
+def classifier_input(volume: Volume, card: ModelCard, point_lps=None) -> Volume:
+    """What a classifier sees, as a Volume on the model's input grid: the card's crop centred on
+    `point_lps` (or the whole preprocessed volume), with the crop's position in its affine so a
+    heatmap on this grid lands on the study exactly. 2-D models see one axial slice: (1, H, W)."""
+    fill = output_fill(card.preprocessing)
+    two_d = card.spatial_dims == 2
+    point = np.asarray(point_lps, float) if point_lps is not None else None
+    if card.crop_mm:
+        if point is None:
+            raise InferenceError(f"model {card.id} classifies a crop around a point: give the point (--at X,Y,Z)")
+        crop_xyz = np.asarray(card.crop_mm[::-1] if not two_d else tuple(card.crop_mm[::-1]) + (0.0,), float)
+        region = _region_around(volume, point, crop_xyz / 2 + 2 * max(volume.spacing))
+        pre = preprocess(card, region)
+        size = card.spatial_size or tuple(int(round(c / s)) for c, s in zip(crop_xyz[::-1], pre.spacing[::-1])
+                                          if c > 0)
+        return _crop_centred(pre, point, ((1,) if two_d else ()) + tuple(size), fill)
+    pre = preprocess(card, volume)
+    if two_d:
+        if point is None and pre.shape[0] != 1:
+            raise InferenceError(f"model {card.id} is a 2-D classifier: give a point (--at X,Y,Z) to choose "
+                                 f"the slice of this {pre.shape[0]}-slice series")
+        k = 0 if point is None else int(np.clip(np.rint(pre.lps_to_index(point)[2]), 0, pre.shape[0] - 1))
+        affine = np.array(pre.affine)
+        affine[:3, 3] = pre.index_to_lps([0, 0, k])
+        pre = Volume(np.ascontiguousarray(pre.voxels[k:k + 1]), affine, pre.frame_of_reference_uid, pre.source,
+                     pre.warnings, pre.display, pre.unit)
+    if card.spatial_size:
+        pre = crop_pad(pre, ((1,) if two_d else ()) + tuple(card.spatial_size), fill)
+    return pre
+
+
+def as_batch(model_input: Volume, card: ModelCard) -> np.ndarray:
+    """(1, 1, *spatial) float32 for `ModelSession.predict`."""
+    voxels = model_input.voxels[0] if card.spatial_dims == 2 else model_input.voxels
+    return voxels.astype(np.float32)[None, None]
+
+
+def probabilities_of(card: ModelCard, scores: np.ndarray) -> np.ndarray:
+    """One sample's class scores to probabilities, checked against the card's class list."""
+    probabilities = _activate(np.asarray(scores, np.float32).reshape(-1), card.activation)
+    if len(probabilities) != len(card.labels):
+        raise InferenceError(f"model {card.id} returned {len(probabilities)} scores; its card lists "
+                             f"{len(card.labels)} classes")
+    return probabilities
+
+
 def classify(volume: Volume, card: ModelCard, point_lps=None, session: ModelSession | None = None,
              provider: str | None = None) -> Classification:
     """Class probabilities for the whole volume, or for the card's crop centred on `point_lps`."""
@@ -114,22 +160,8 @@ def classify(volume: Volume, card: ModelCard, point_lps=None, session: ModelSess
         raise InferenceError(f"model {card.id} is a {card.task} model, not a classifier")
     check_applicable(card, volume)
     session = session or get_session(card, provider)
-    if card.crop_mm:
-        if point_lps is None:
-            raise InferenceError(f"model {card.id} classifies a crop around a point: give the point (--at X,Y,Z)")
-        region = _region_around(volume, np.asarray(point_lps, float), np.asarray(card.crop_mm) / 2 + 2 * max(volume.spacing))
-        pre = preprocess(card, region)
-        size = card.spatial_size or tuple(int(round(c / s)) for c, s in zip(card.crop_mm[::-1], pre.spacing[::-1]))
-        pre = _crop_centred(pre, np.asarray(point_lps, float), size, output_fill(card.preprocessing))
-    else:
-        pre = preprocess(card, volume)
-        if card.spatial_size:
-            pre = crop_pad(pre, card.spatial_size, output_fill(card.preprocessing))
-    logits = session.predict(pre.voxels.astype(np.float32)[None, None])[0]
-    probabilities = _activate(np.asarray(logits, np.float32).reshape(-1), card.activation)
-    if len(probabilities) != len(card.labels):
-        raise InferenceError(f"model {card.id} returned {len(probabilities)} scores; its card lists "
-                             f"{len(card.labels)} classes")
+    pre = classifier_input(volume, card, point_lps)
+    probabilities = probabilities_of(card, session.predict(as_batch(pre, card))[0])
     point = tuple(float(v) for v in point_lps) if point_lps is not None else None
     return Classification(card.ref, card.labels, tuple(float(p) for p in probabilities), point, session.provider)
 

@@ -1,0 +1,226 @@
+"""Explanations (Grad-CAM via an onnx2torch twin, occlusion through ONNX Runtime) on DICOM
+written here: the map's peak lies on the decisive feature, whose position is known and is not the
+crop centre; the twin equals ONNX Runtime; maps of randomised models differ (Adebayo et al. 2018)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from pydicom.uid import generate_uid
+
+from tests.dicom_factory import make_slice_dataset
+from tests.onnx_factory import BlobNet, export
+from viewer.dicom import load
+from viewer.inference.explain import explain, gradcam
+from viewer.inference.registry import discover
+from viewer.inference.run import InferenceError, as_batch, classifier_input, classify
+from viewer.inference.session import get_session
+from viewer.inference.torch_twin import check_twin, run_twin, target_layer, torch_twin
+
+torch.set_num_threads(1)
+
+PRE = [{"name": "reorient", "to": "LPS"}, {"name": "resample", "spacing_mm": [1.0, 1.0, 1.0]},
+       {"name": "window", "low": -1000, "high": 400}]
+BLOB_CLASSES = {"labels": [{"value": 0, "name": "blob"}, {"value": 1, "name": "no blob"}]}
+RADIUS = 4.0
+
+
+def write_blob_ct(folder, centre, radius=RADIUS, shape=(40, 44, 48), spacing=(0.9, 0.8), step=1.2, degrees=25.0):
+    """A CT series rotated `degrees` about the patient axis (oblique axial planes) holding one
+    sphere of 100 HU in -800 HU lung-like background; the sphere's LPS centre is `centre`."""
+    a = np.radians(degrees)
+    row, col = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
+    normal = np.cross(row, col)
+    nz, ny, nx = shape
+    origin = np.asarray(centre) - (nx / 2 * spacing[0] * row + ny / 2 * spacing[1] * col + nz / 2 * step * normal)
+    j, i = np.mgrid[:ny, :nx]
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    for k in range(nz):
+        position = origin + k * step * normal
+        lps = position + i[..., None] * spacing[0] * row + j[..., None] * spacing[1] * col
+        inside = np.linalg.norm(lps - np.asarray(centre), axis=-1) <= radius
+        hu = np.where(inside, 100, -800).astype(np.int16)
+        ds = make_slice_dataset(hu + 1024, position, (*row, *col), spacing, study_uid=study, series_uid=series,
+                                for_uid=frame, instance_number=k + 1)
+        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blob(tmp_path_factory):
+    centre = np.array([12.0, -30.0, 55.0])
+    folder = write_blob_ct(tmp_path_factory.mktemp("blob"), centre)
+    return load(folder), centre
+
+
+@pytest.fixture(scope="module")
+def blob3d(tmp_path_factory):
+    return export(BlobNet(3), torch.zeros(1, 1, 32, 32, 32), tmp_path_factory.mktemp("m") / "blob3d",
+                  {"task": "classification", "crop_mm": [32, 32, 32], "preprocessing": PRE,
+                   "input": {"name": "image", "axes": "NCDHW", "spatial_size": [32, 32, 32]},
+                   "output": {"name": "scores", "kind": "logits", **BLOB_CLASSES},
+                   "explain": {"target_layer": "/conv2/Conv"}}, dynamic=False)
+
+
+def distance(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
+
+def test_gradcam_peak_lies_on_the_blob_not_on_the_crop_centre(blob, blob3d):
+    volume, centre = blob
+    point = centre + np.array([7.0, -5.0, 4.0])  # the crop centre is 9.5 mm from the blob
+    heatmap = explain(volume, blob3d, point, provider="cpu")
+    assert heatmap.method == "Grad-CAM" and heatmap.layer == "conv2/Conv"
+    assert heatmap.target.name == "blob" and heatmap.probability > 0.9
+    assert "matches ONNX Runtime" in heatmap.note
+    assert distance(heatmap.peak_lps, centre) <= RADIUS  # on the sphere
+    assert distance(heatmap.peak_lps, point) > RADIUS
+    # The map is on the model's 1 mm crop grid; its affine places the crop around the point.
+    assert heatmap.values.shape == (32, 32, 32) and np.allclose(heatmap.values.spacing, 1.0)
+    assert distance(heatmap.values.index_to_lps([16, 16, 16]), point) < 1.0
+    assert heatmap.values.voxels.max() == pytest.approx(1.0) and heatmap.values.voxels.min() >= 0
+    assert heatmap.probability == pytest.approx(classify(volume, blob3d, point, provider="cpu").probabilities[0], abs=1e-6)
+
+
+def test_occlusion_peak_lies_on_the_blob(blob, blob3d):
+    volume, centre = blob
+    point = centre + np.array([-6.0, 6.0, 0.0])
+    heatmap = explain(volume, blob3d, point, method="occlusion", provider="cpu")
+    assert heatmap.method == "Occlusion" and heatmap.layer == ""
+    # Occlusion patches are 8 mm wide and move by 4 mm: the peak is within a patch of the blob.
+    assert distance(heatmap.peak_lps, centre) <= RADIUS + 4.0
+
+
+def test_2d_classifier_explained_on_the_slice_through_the_point(tmp_path, blob):
+    volume, centre = blob
+    card = export(BlobNet(2), torch.zeros(1, 1, 40, 40), tmp_path / "blob2d",
+                  {"task": "classification", "crop_mm": [40, 40], "preprocessing": PRE,
+                   "input": {"name": "image", "axes": "NCHW", "spatial_size": [40, 40]},
+                   "output": {"name": "scores", "kind": "logits", **BLOB_CLASSES}}, dynamic=False)
+    point = centre + np.array([8.0, 6.0, 0.5])
+    heatmap = explain(volume, card, point, provider="cpu")
+    assert heatmap.method == "Grad-CAM" and heatmap.layer == "conv2/Conv"  # the last convolution, found itself
+    assert heatmap.values.shape == (1, 40, 40)
+    peak = np.array(heatmap.peak_lps)
+    assert distance(peak[:2], centre[:2]) <= RADIUS and abs(peak[2] - point[2]) <= 0.5
+
+
+def test_unconvertible_model_falls_back_to_occlusion_and_says_why(tmp_path, blob):
+    volume, centre = blob
+    card = export(BlobNet(3), torch.zeros(1, 1, 32, 32, 32), tmp_path / "opset18",  # ReduceMean-18: no converter
+                  {"task": "classification", "crop_mm": [32, 32, 32], "preprocessing": PRE,
+                   "input": {"name": "image", "spatial_size": [32, 32, 32]},
+                   "output": {"name": "scores", **BLOB_CLASSES}}, dynamic=False, opset=18)
+    heatmap = explain(volume, card, centre + np.array([0.0, 7.0, 0.0]), provider="cpu")
+    assert heatmap.method == "Occlusion"
+    assert "onnx2torch cannot convert" in heatmap.note and "ReduceMean" in heatmap.note
+    assert distance(heatmap.peak_lps, centre) <= RADIUS + 4.0
+    with pytest.raises(InferenceError, match="Grad-CAM is not possible: model opset18"):
+        explain(volume, card, centre, method="gradcam", provider="cpu")
+
+
+def test_explaining_a_segmentation_model_or_a_missing_class_is_refused(blob, blob3d):
+    volume, centre = blob
+    seg = discover().get("radsight-demo-lung-nodule-seg")
+    with pytest.raises(InferenceError, match="explanations are for classifiers"):
+        explain(volume, seg, centre)
+    with pytest.raises(InferenceError, match="no class 5"):
+        explain(volume, blob3d, centre, target=5, provider="cpu")
+    with pytest.raises(InferenceError, match="give the point"):
+        explain(volume, blob3d, None, provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def nodule_case(tmp_path_factory):
+    from viewer.demo import generate_demo
+
+    demo = generate_demo(tmp_path_factory.mktemp("demo"), preset="small", n_visits=1, seed=404)
+    nodules = [n for n in demo.ground_truth()["visits"][0]["nodules"] if n["present"]]
+    return load(demo.visits[0].study_dir), nodules
+
+
+@pytest.mark.slow
+def test_bundled_classifier_twin_equals_onnx_runtime(nodule_case):
+    volume, nodules = nodule_case
+    card = discover().get("radsight-demo-nodule-classifier")
+    session, twin = get_session(card, "cpu"), torch_twin(card)
+    for nodule in nodules:
+        batch = as_batch(classifier_input(volume, card, nodule["centre_lps_mm"]), card)
+        onnx_logits = session.predict(batch)[0]
+        assert np.max(np.abs(run_twin(twin, batch, card)[0] - onnx_logits)) < 1e-4  # logits, not only probabilities
+        from viewer.inference.run import probabilities_of
+        assert check_twin(twin, batch, card, onnx_logits, probabilities_of) < 1e-5
+
+
+def test_third_party_model_twin_equals_onnx_runtime(tmp_path, shared_testdata):
+    """onnx2torch on a graph nobody here wrote (niivue brainchop, BSD-2): same output as ONNX
+    Runtime. Its declared 256^3 input would need ~24 GB in torch eager; the graph is only Conv and
+    Relu, so the copy here declares dynamic spatial axes and both run a 40^3 input."""
+    import json
+
+    import onnx
+
+    from viewer.inference.card import ModelCard, sha256_of
+
+    model = onnx.load(str(shared_testdata / "onnx" / "niivue_brainchop_gm_wm.onnx"))
+    for value in (*model.graph.input, *model.graph.output):
+        for axis in value.type.tensor_type.shape.dim[2:]:
+            axis.dim_param = "s"
+    folder = tmp_path / "niivue"
+    folder.mkdir()
+    onnx.save(model, str(folder / "model.onnx"))
+    (folder / "card.json").write_text(json.dumps({
+        "id": "niivue", "version": "1", "task": "segmentation", "sha256": sha256_of(folder / "model.onnx"),
+        "intended_use": "test", "input": {}, "output": {"labels": [{"value": 1, "name": "gm"}]}}))
+    card = ModelCard.from_file(folder / "card.json")
+    batch = np.random.default_rng(0).random((1, 1, 40, 40, 40)).astype(np.float32)
+    expected = get_session(card, "cpu").predict(batch)
+    assert np.max(np.abs(run_twin(torch_twin(card), batch, card) - expected)) < 1e-4 * max(1.0, np.abs(expected).max())
+
+
+@pytest.mark.slow
+def test_randomised_weights_change_the_map(nodule_case):
+    """Model-randomisation sanity check: a map that survives randomising the weights shows the
+    input, not the model. Pearson correlation of trained vs randomised maps stays low."""
+    volume, nodules = nodule_case
+    card = discover().get("radsight-demo-nodule-classifier")
+    twin = torch_twin(card)
+    layer_name, _ = target_layer(twin, card)
+    correlations = []
+    for seed, nodule in enumerate(nodules[:4]):
+        batch = as_batch(classifier_input(volume, card, nodule["centre_lps_mm"]), card)
+        target = int(np.argmax(run_twin(twin, batch, card)[0]))
+        trained = gradcam(twin, dict(twin.named_modules())[layer_name], batch, target, card)
+        randomised = copy.deepcopy(twin)
+        torch.manual_seed(seed)
+        for module in randomised.modules():
+            if isinstance(module, (torch.nn.Conv3d, torch.nn.Linear)):
+                module.reset_parameters()
+        random_map = gradcam(randomised, dict(randomised.named_modules())[layer_name], batch, target, card)
+        if random_map.std() == 0:
+            correlations.append(0.0)  # a randomised model with no positive evidence: nothing survives
+            continue
+        correlations.append(float(np.corrcoef(trained.ravel(), random_map.ravel())[0, 1]))
+    assert np.mean(np.abs(correlations)) < 0.5, correlations
+
+
+def test_card_explain_section_is_checked(tmp_path, blob3d):
+    import json
+
+    from viewer.inference.card import ModelCard, ModelCardError
+
+    raw = json.loads(blob3d.card_path.read_text())
+    for change, message in (({"explain": {"method": "lime"}}, "explain.method 'lime'"),
+                            ({"explain": {"target_layer": 3}}, "explain.target_layer must be"),
+                            ({"crop_mm": [32, 32]}, "crop_mm \\[32, 32\\] must list 3")):
+        (tmp_path / "card.json").write_text(json.dumps({**raw, **change}))
+        with pytest.raises(ModelCardError, match=message):
+            ModelCard.from_file(tmp_path / "card.json")
+    card = dataclasses.replace(blob3d, explain={"target_layer": "/nowhere/Conv"})
+    from viewer.inference.torch_twin import TwinError
+    with pytest.raises(TwinError, match="'/nowhere/Conv' is not a layer"):
+        target_layer(torch_twin(card), card)
