@@ -101,3 +101,24 @@ def write_series(folder: Path, *, shape_zyx=(12, 20, 24), spacing_xy=(0.8, 0.9),
     marker_lps = positions[mk] + mi * spacing_xy[0] * row + mj * spacing_xy[1] * col
     return {"positions": positions, "marker_lps": marker_lps, "paths": paths, "series_uid": series_uid,
             "study_uid": study_uid, "normal": normal, "row": row, "col": col}
+
+
+def write_blob_ct(folder, centre, radius=4.0, shape=(40, 44, 48), spacing=(0.9, 0.8), step=1.2, degrees=25.0):
+    """A CT series rotated `degrees` about the patient axis (oblique axial planes) holding one
+    sphere of 100 HU in -800 HU lung-like background; the sphere's LPS centre is `centre`."""
+    a = np.radians(degrees)
+    row, col = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
+    normal = np.cross(row, col)
+    nz, ny, nx = shape
+    origin = np.asarray(centre) - (nx / 2 * spacing[0] * row + ny / 2 * spacing[1] * col + nz / 2 * step * normal)
+    j, i = np.mgrid[:ny, :nx]
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    for k in range(nz):
+        position = origin + k * step * normal
+        lps = position + i[..., None] * spacing[0] * row + j[..., None] * spacing[1] * col
+        inside = np.linalg.norm(lps - np.asarray(centre), axis=-1) <= radius
+        hu = np.where(inside, 100, -800).astype(np.int16)
+        ds = make_slice_dataset(hu + 1024, position, (*row, *col), spacing, study_uid=study, series_uid=series,
+                                for_uid=frame, instance_number=k + 1)
+        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
+    return folder

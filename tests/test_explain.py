@@ -10,9 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from pydicom.uid import generate_uid
 
-from tests.dicom_factory import make_slice_dataset
+from tests.dicom_factory import write_blob_ct
 from tests.onnx_factory import BlobNet, export
 from viewer.dicom import load
 from viewer.inference.explain import explain, gradcam
@@ -26,28 +25,7 @@ torch.set_num_threads(1)
 PRE = [{"name": "reorient", "to": "LPS"}, {"name": "resample", "spacing_mm": [1.0, 1.0, 1.0]},
        {"name": "window", "low": -1000, "high": 400}]
 BLOB_CLASSES = {"labels": [{"value": 0, "name": "blob"}, {"value": 1, "name": "no blob"}]}
-RADIUS = 4.0
-
-
-def write_blob_ct(folder, centre, radius=RADIUS, shape=(40, 44, 48), spacing=(0.9, 0.8), step=1.2, degrees=25.0):
-    """A CT series rotated `degrees` about the patient axis (oblique axial planes) holding one
-    sphere of 100 HU in -800 HU lung-like background; the sphere's LPS centre is `centre`."""
-    a = np.radians(degrees)
-    row, col = np.array([np.cos(a), np.sin(a), 0.0]), np.array([-np.sin(a), np.cos(a), 0.0])
-    normal = np.cross(row, col)
-    nz, ny, nx = shape
-    origin = np.asarray(centre) - (nx / 2 * spacing[0] * row + ny / 2 * spacing[1] * col + nz / 2 * step * normal)
-    j, i = np.mgrid[:ny, :nx]
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    for k in range(nz):
-        position = origin + k * step * normal
-        lps = position + i[..., None] * spacing[0] * row + j[..., None] * spacing[1] * col
-        inside = np.linalg.norm(lps - np.asarray(centre), axis=-1) <= radius
-        hu = np.where(inside, 100, -800).astype(np.int16)
-        ds = make_slice_dataset(hu + 1024, position, (*row, *col), spacing, study_uid=study, series_uid=series,
-                                for_uid=frame, instance_number=k + 1)
-        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
-    return folder
+RADIUS = 4.0  # mm, the blob's radius in write_blob_ct
 
 
 @pytest.fixture(scope="module")

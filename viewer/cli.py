@@ -291,6 +291,28 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from viewer.inference.explain_study import explain_study
+    from viewer.store import Store
+
+    if not Path(args.path).exists():
+        raise RadSightError(f"{args.path}: no such file or folder")
+    point = _parse_point(args.at) if args.at else None
+    with Store() as store:
+        data = explain_study(args.path, args.model, args.out, point, method=args.method, target=args.target,
+                             palette=args.palette, store=store, provider=args.provider)
+
+    def human(d):
+        print(f"{d['description']} [{d['model']['provider']}]")
+        if d["note"]:
+            print(d["note"])
+        print(f"peak at {', '.join(f'{v:.1f}' for v in d['peak_lps_mm'])} mm (LPS)")
+        print(f"Parametric Map: {d['path']}")
+
+    _emit(data, args.json, human)
+    return 0
+
+
 def cmd_models(args) -> int:
     from viewer.inference import registry
     from viewer.inference.session import provider_order
@@ -373,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
+    p = sub.add_parser("explain", help="Grad-CAM (or occlusion) map of a classifier's decision, as a DICOM Parametric Map")
+    p.add_argument("path")
+    p.add_argument("--model", required=True, help="classifier model id (radsight models list)")
+    p.add_argument("--at", help="X,Y,Z in LPS mm: the point whose crop the model classifies")
+    p.add_argument("--out", required=True, help="FILE.dcm, or a folder to write into")
+    p.add_argument("--method", choices=["auto", "gradcam", "occlusion"], default=None,
+                   help="default: the card's, else Grad-CAM when the model converts faithfully, else occlusion")
+    p.add_argument("--target", type=int, help="class index to explain (default: the predicted class)")
+    p.add_argument("--palette", help="write 12-bit values with this matplotlib colour map as the DICOM palette "
+                                     "(default: 32-bit float values, no palette)")
+    p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
+
     p = sub.add_parser("models", help="list, validate and add ONNX models with their cards")
     models = p.add_subparsers(dest="models_command", required=True)
     m = models.add_parser("list", help="installed models and the provider they would run on")
@@ -406,8 +442,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _join_point_values(argv: list[str]) -> list[str]:
+    """`--at -14.5,3,-40` would read as an unknown option to argparse (a negative first
+    coordinate); join such values to their option so LPS points can be typed naturally."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in POINT_OPTIONS and token[:1] == "-" and (token[1:2].isdigit() or token[1:2] == "."):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
+POINT_OPTIONS = ("--at",)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_point_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:  # plain `radsight` opens the viewer
         args = build_parser().parse_args(["open"])
     try:

@@ -196,11 +196,15 @@ class Store:
         return [Measurement(kind, tuple(map(tuple, json.loads(points))), label, id_) for id_, kind, label, points in rows]
 
     def add_result(self, series_key: str, kind: str, model_id: str, model_version: str, path: Path | str,
-                   provider: str = "", summary: dict | None = None) -> int:
-        """Record an AI result (e.g. a SEG file); re-running a model replaces its earlier result."""
+                   provider: str = "", summary: dict | None = None, replaces=None) -> int:
+        """Record an AI result (e.g. a SEG file). It replaces the model's earlier results of this
+        kind, or only those whose summary `replaces(summary)` accepts (e.g. a heatmap at the same
+        point, while maps of other nodules stay)."""
         with self.db:
-            self.db.execute("DELETE FROM results WHERE series_key = ? AND kind = ? AND model_id = ?",
-                            (series_key, kind, model_id))
+            rows = self.db.execute("SELECT id, summary_json FROM results WHERE series_key = ? AND kind = ? AND model_id = ?",
+                                   (series_key, kind, model_id)).fetchall()
+            stale = [(id_,) for id_, text in rows if replaces is None or replaces(json.loads(text))]
+            self.db.executemany("DELETE FROM results WHERE id = ?", stale)
             cur = self.db.execute(
                 "INSERT INTO results(series_key, kind, model_id, model_version, provider, path, summary_json) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
