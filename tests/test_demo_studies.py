@@ -59,3 +59,16 @@ def test_demo_command_lists_outputs(tmp_path):
     for png in data["outputs"]["snapshots"]:
         assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert all(s["modality"] == "CT" for s in data["series"])
+    # The bundled classifier explained at every nodule of the latest visit: stored Parametric Maps
+    # whose relevance peaks within the crop (32 mm) around each nodule.
+    truth = json.loads(open(data["ground_truth"]).read())
+    present = [n for n in truth["visits"][-1]["nodules"] if n["present"]]
+    assert len(data["outputs"]["heatmaps"]) == len(present) == len(data["explanations"])
+    from viewer.dicom.pmap import read_parametric_map
+
+    for nodule, explanation in zip(present, data["explanations"]):
+        values, description = read_parametric_map(explanation["path"])
+        assert description.startswith("Grad-CAM") and explanation["method"] == "Grad-CAM"
+        assert np.abs(np.subtract(explanation["peak_lps_mm"], nodule["centre_lps_mm"])).max() <= 16.0
+        assert values.voxels.max() == 1.0
+    assert any(p.endswith("explanation-axial.png") for p in data["outputs"]["snapshots"])

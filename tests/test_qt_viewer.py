@@ -307,3 +307,63 @@ def test_ai_panel_runs_a_model_and_reopens_stored_results(window, qtbot, tmp_pat
     panel.refresh()
     assert panel.results.count() == 1 and window.state.overlays[-1].name == "AI bright-test", panel.status.text()
     assert int((window.state.overlays[-1].volume.voxels == 1).sum()) == 1
+
+
+def test_classifier_finding_shows_its_map_and_side_by_side(window, qtbot, tmp_path, monkeypatch):
+    """A classifier run at the crosshair lists its finding with model, version, confidence and the
+    method of its map; clicking the finding shows that map alone and goes to its point; the
+    side-by-side layout shows the plain image beside the overlaid one; re-opening needs no re-run."""
+    import torch
+
+    from tests.dicom_factory import write_blob_ct
+    from tests.onnx_factory import BlobNet, export
+    from viewer.inference import registry as reg
+
+    model_dir = tmp_path / "models"
+    export(BlobNet(3), torch.zeros(1, 1, 24, 24, 24), model_dir / "blob-test",
+           {"task": "classification", "crop_mm": [24, 24, 24],
+            "preprocessing": [{"name": "reorient"}, {"name": "resample", "spacing_mm": [1.0, 1.0, 1.0]},
+                              {"name": "window", "low": -1000, "high": 400}],
+            "input": {"name": "image", "spatial_size": [24, 24, 24]},
+            "output": {"name": "scores", "labels": [{"value": 0, "name": "blob"}, {"value": 1, "name": "none"}]}},
+           dynamic=False)
+    monkeypatch.setattr(reg, "BUNDLED", model_dir)
+    (tmp_path / "user-models").mkdir()
+    monkeypatch.setattr(reg, "user_models_dir", lambda: tmp_path / "user-models")
+    centre = np.array([5.0, -10.0, 20.0])
+    (tmp_path / "blob").mkdir()
+    write_blob_ct(tmp_path / "blob", centre, shape=(30, 36, 36), degrees=0.0)
+    window.open_path(tmp_path / "blob")
+    qtbot.waitUntil(lambda: window.state.volume is not None and window.state.volume.shape == (30, 36, 36), timeout=20000)
+    panel = window.ai_panel
+    assert [panel.models.item(n).data(Qt.UserRole) for n in range(panel.models.count())] == ["blob-test"]
+    panel.provider.setCurrentText("cpu")
+    points = [centre + (4.0, 0.0, 0.0), centre - (0.0, 5.0, 0.0)]
+    for n, point in enumerate(points, 1):
+        window.state.set_crosshair(point)
+        panel.run_selected()
+        qtbot.waitUntil(lambda: panel.results.count() == n, timeout=30000)
+    first, second = panel.results.item(0), panel.results.item(1)
+    assert "blob-test 0.1 [CPUExecutionProvider]: blob (confidence" in first.text() and "Grad-CAM map" in first.text()
+    assert second.text() != first.text()  # each finding names its own point
+    maps = [o for o in window.state.overlays if o.kind == "heatmap"]
+    assert len(maps) == 2 and [o.visible for o in maps] == [False, True]
+    assert "map by Grad-CAM" in maps[0].source and "blob-test 0.1" in maps[0].source
+    # Click the first finding: its map alone, the crosshair on its point.
+    panel.show_finding(first)
+    assert [o.visible for o in maps] == [True, False]
+    assert np.allclose(window.state.crosshair, window.state.volume.index_to_lps(
+        np.rint(window.state.volume.lps_to_index(points[0]))), atol=1.0)
+    axial = window.views["axial"].scene
+    assert len(axial.colorbars) == 1 and len(axial.overlay_layers) == 1
+    # Side by side: the same slice with and without the map.
+    window.set_layout("side-by-side")
+    plain = window.views["plain-axial"]
+    assert plain.isVisible() and window.views["axial"].isVisible() and not window.views["coronal"].isVisible()
+    assert plain.scene is not None and plain.scene.overlay_layers == [] and len(axial.overlay_layers) == 1
+    # Re-open: both maps come back from the stored Parametric Maps, without running the model.
+    window.state.set_volume(window.state.volume, window.state.series_key)
+    panel.refresh()
+    assert panel.results.count() == 2, panel.status.text()
+    reread = [o for o in window.state.overlays if o.kind == "heatmap"]
+    assert len(reread) == 2 and reread[1].volume.voxels.max() == pytest.approx(1.0, abs=1e-6)

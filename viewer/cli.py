@@ -107,12 +107,17 @@ def cmd_demo(args) -> int:
 
         ai_labels, ai_names = read_seg_labels(analysis["outputs"]["seg"][0], volume)
     snapshots = _demo_snapshots(volume, ai_labels if ai_labels is not None else labels, demo, out / "snapshots")
+    heatmaps = _demo_explanations(latest.study_dir, demo, out / "results")
+    if heatmaps:
+        snapshots.append(_demo_heatmap_snapshot(volume, heatmaps, out / "snapshots"))
     data = {
         "studies": [str(v.study_dir) for v in demo.visits],
         "ground_truth": str(demo.ground_truth_path),
         "models": analysis["models"] if analysis else [],
         "outputs": {"snapshots": [str(p) for p in snapshots], **({"seg": analysis["outputs"]["seg"][0]}
-                                                                   if analysis and analysis["outputs"]["seg"] else {})},
+                                                                   if analysis and analysis["outputs"]["seg"] else {}),
+                    **({"heatmaps": [h["path"] for h in heatmaps]} if heatmaps else {})},
+        "explanations": heatmaps,
         "series": [s for study in studies for s in study["series"]],
     }
 
@@ -125,6 +130,11 @@ def cmd_demo(args) -> int:
             print(f"AI: {m['id']} {m['version']} on {m['provider']} (demonstration model, synthetic data only)")
         if "seg" in d["outputs"]:
             print(f"DICOM SEG: {d['outputs']['seg']}")
+        if d["explanations"]:
+            print("Nodule type with explanation map, at the phantom's nodule positions (until the nodule plugin "
+                  "detects them):")
+            for h in d["explanations"]:
+                print(f"  {h['description']}: {h['path']}")
         print("Snapshots (latest visit, " + ("AI segmentation" if "seg" in d["outputs"] else "phantom labels")
               + " outlined):")
         for s in d["outputs"]["snapshots"]:
@@ -159,6 +169,40 @@ def _demo_analysis(study_dir: Path, out: Path, progress) -> dict | None:
         return None
     with Store() as store:
         return analyze(study_dir, out, store=store, registry=registry, progress=progress)
+
+
+def _demo_explanations(study_dir: Path, demo, out: Path) -> list[dict]:
+    """The bundled classifier with its Grad-CAM map at every nodule present in the latest visit.
+    The positions come from the phantom's ground truth: the nodule plugin will detect them."""
+    import json
+
+    from viewer.inference.explain_study import explain_points
+    from viewer.inference.registry import discover
+    from viewer.store import Store
+
+    registry = discover()
+    classifiers = [c for c in registry.for_modality("CT", task="classification") if c.crop_mm]
+    if not classifiers:
+        return []
+    truth = json.loads(Path(demo.ground_truth_path).read_text())
+    points = [n["centre_lps_mm"] for n in truth["visits"][-1]["nodules"] if n.get("present", True)]
+    with Store() as store:
+        return explain_points(study_dir, classifiers[0].id, points, out, store, registry)
+
+
+def _demo_heatmap_snapshot(volume, heatmaps: list[dict], folder: Path) -> Path:
+    """Axial picture through the first explained nodule with its map and colour bar."""
+    from viewer.core.presets import find_preset
+    from viewer.dicom.pmap import read_parametric_map
+    from viewer.render.offscreen import write_png
+    from viewer.render.snapshot import render_slice
+
+    first = heatmaps[0]
+    values, _ = read_parametric_map(first["path"], volume)
+    lung = find_preset("lung")
+    rgb = render_slice(volume, "axial", at=first["point_lps_mm"], window=(lung.width, lung.level), scale=1.5,
+                       heatmap=values, heatmap_title=first["method"])
+    return write_png(rgb, folder / "explanation-axial.png")
 
 
 def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:

@@ -40,7 +40,7 @@ def same_place(summary: dict):
 def save_heatmap(heatmap: Heatmap, series: Series, out: Path | str, store=None, palette: str | None = None) -> dict:
     """Write the Parametric Map and record it; returns the summary with the file's path."""
     out = Path(out)
-    where = "-".join(f"{v:.0f}" for v in heatmap.point_lps) if heatmap.point_lps else "whole"
+    where = "_".join(f"{a}{v:.0f}" for a, v in zip("xyz", heatmap.point_lps)) if heatmap.point_lps else "whole"
     name = f"pmap-{heatmap.model.id}-{heatmap.model.version}-{heatmap.method.lower().replace('-', '')}-{where}.dcm"
     path = write_parametric_map(heatmap, series, out if out.suffix.lower() == ".dcm" else out / name, palette=palette)
     summary = heatmap_summary(heatmap)
@@ -50,19 +50,31 @@ def save_heatmap(heatmap: Heatmap, series: Series, out: Path | str, store=None, 
     return {**summary, "path": str(path)}
 
 
+def _largest_series(path: Path | str, store=None):
+    series_list, result = open_path(path)
+    if not series_list:
+        raise RadSightError(f"{path}: no image series to explain ({len(result.problems)} unreadable files)")
+    if store is not None:
+        store.import_scan(series_list, result)
+    series = max(series_list, key=lambda s: len(s.records))
+    return series, load_series(series)
+
+
 def explain_study(path: Path | str, model_id: str, out: Path | str, point_lps=None, method: str | None = None,
                   target: int | None = None, palette: str | None = None, store=None,
                   registry: Registry | None = None, provider: str | None = None) -> dict:
     """JSON-ready result: study, model, the map's method, target class, probability and file."""
-    series_list, result = open_path(path)
-    if not series_list:
-        raise RadSightError(f"{path}: no image series to explain ({len(result.problems)} unreadable files)")
-    series = max(series_list, key=lambda s: len(s.records))
-    volume = load_series(series)
     card = (registry or discover()).get(model_id)
+    series, volume = _largest_series(path, store)
     heatmap = explain(volume, card, point_lps, method=method, target=target, provider=provider)
-    if store is not None:
-        store.import_scan(series_list, result)
     saved = save_heatmap(heatmap, series, out, store, palette)
     return {"study_uid": series.first.study_uid, "series_uid": series.first.series_uid, "series_key": series.key,
             "model": {"id": card.id, "version": card.version, "provider": heatmap.provider}, **saved}
+
+
+def explain_points(path: Path | str, model_id: str, points, out: Path | str, store=None,
+                   registry: Registry | None = None, provider: str | None = None) -> list[dict]:
+    """One classification with its map per point (the study is loaded once); for the demo and batch use."""
+    card = (registry or discover()).get(model_id)
+    series, volume = _largest_series(path, store)
+    return [save_heatmap(explain(volume, card, point, provider=provider), series, out, store) for point in points]

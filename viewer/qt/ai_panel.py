@@ -2,7 +2,8 @@
 
 Every result shows its model, version, the provider it ran on and its confidence; the reader
 decides what to do with it (decision support). Results are stored, so re-opening a study shows
-them without running the model again.
+them without running the model again. A classifier runs on the crop around the crosshair and
+comes with its explanation map; clicking the finding shows its map and goes to its point.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ class AIPanel(QWidget):
         self.models = QListWidget()
         self.provider = QComboBox()
         self.provider.addItems(["auto", "cpu", "cuda"])
+        self.method = QComboBox()
+        self.method.addItems(["auto", "gradcam", "occlusion"])
+        self.method.setToolTip("How classifier decisions are explained: Grad-CAM when the model converts "
+                               "faithfully to torch, else occlusion (auto)")
         self.run_button = QPushButton("Run selected model")
+        self.run_button.setToolTip("Segmentation: the whole study. Classifier: the crop around the crosshair, "
+                                   "with an explanation map")
         self.run_button.clicked.connect(self.run_selected)
         self.results = QListWidget()
         self.status = QLabel("")
@@ -33,7 +40,10 @@ class AIPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(QLabel("Provider"))
         row.addWidget(self.provider)
+        row.addWidget(QLabel("Explain"))
+        row.addWidget(self.method)
         row.addWidget(self.run_button)
+        self.results.itemClicked.connect(self.show_finding)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Models for this study (decision support; review every result)"))
         layout.addWidget(self.models)
@@ -50,7 +60,7 @@ class AIPanel(QWidget):
         self.models.clear()
         volume = self.state.volume
         modality = volume.source.modality if volume is not None else None
-        for card in self.registry.for_modality(modality, task="segmentation"):
+        for card in [c for c in self.registry.for_modality(modality) if c.task in ("segmentation", "classification")]:
             item = QListWidgetItem(f"{card.name} {card.version}  ({card.task})")
             item.setToolTip(f"{card.intended_use}\n{card.limitations}")
             item.setData(Qt.UserRole, card.id)
@@ -69,16 +79,27 @@ class AIPanel(QWidget):
             return
         from viewer.dicom.seg import read_seg_labels
 
+        from viewer.dicom.pmap import read_parametric_map
+
+        # Idempotent: AI overlays shown before are replaced, not doubled.
+        self.state.overlays = [o for o in self.state.overlays if not o.source.startswith("AI: ")]
         for result in store.results(key):
-            if result["kind"] != "seg" or not Path(result["path"]).exists():
+            if result["kind"] not in ("seg", "heatmap") or not Path(result["path"]).exists():
                 continue
             try:
-                labels, names = read_seg_labels(result["path"], volume)
+                if result["kind"] == "seg":
+                    labels, names = read_seg_labels(result["path"], volume)
+                else:
+                    values, _ = read_parametric_map(result["path"], volume)
             except Exception as exc:  # a damaged result file must not break the viewer
                 self.status.setText(f"{result['path']}: cannot be shown ({exc})")
                 continue
-            self._show(labels, names, result["model_id"], result["model_version"], result["provider"],
-                       result["summary"])
+            if result["kind"] == "seg":
+                self._show(labels, names, result["model_id"], result["model_version"], result["provider"],
+                           result["summary"])
+            else:
+                self._show_heatmap(values, result["summary"], result["model_id"], result["model_version"],
+                                   result["provider"])
 
     def _show(self, labels, names, model_id, version, provider, summary) -> None:
         confidences = [v.get("confidence") for v in summary.get("labels", {}).values() if v.get("confidence")]
@@ -86,6 +107,37 @@ class AIPanel(QWidget):
         source = f"AI: {model_id} {version} on {provider}{conf}"
         self.state.add_overlay(Overlay(f"AI {model_id}", "labels", labels, source, label_names=names))
         self.results.addItem(f"{model_id} {version} [{provider}]{conf}")
+
+    def _show_heatmap(self, values, summary: dict, model_id, version, provider) -> None:
+        """The map as a heatmap overlay named after its finding, listed as that finding; only the
+        newest map is visible, so each finding's map is seen on its own."""
+        point = summary.get("point_lps_mm")
+        where = f" at ({', '.join(f'{v:.0f}' for v in point)})" if point else ""
+        name = f"{summary['method']}: {summary['target']}{where}"
+        layer = f" at {summary['layer']}" if summary.get("layer") else ""
+        source = (f"AI: {model_id} {version} on {provider}; {summary['target']} p={summary['probability']:.2f}; "
+                  f"map by {summary['method']}{layer}")
+        for overlay in self.state.overlays:
+            if overlay.kind == "heatmap":
+                overlay.visible = False
+        self.state.add_overlay(Overlay(name, "heatmap", values, source, opacity=0.6, colormap="inferno", threshold=0.2))
+        item = QListWidgetItem(f"{model_id} {version} [{provider}]: {summary['target']} "
+                               f"(confidence {summary['probability']:.2f}){where} - {summary['method']} map")
+        item.setToolTip(f"{source}\n{summary.get('note', '')}\nClick to show this finding's map")
+        item.setData(Qt.UserRole, {"overlay": name, "point": point})
+        self.results.addItem(item)
+
+    def show_finding(self, item: QListWidgetItem) -> None:
+        """Show the map of the clicked classification alone and go to the point it classified."""
+        finding = item.data(Qt.UserRole)
+        if not finding:
+            return
+        for overlay in self.state.overlays:
+            if overlay.kind == "heatmap":
+                overlay.visible = overlay.name == finding["overlay"]
+        self.state.overlays_changed.emit()
+        if finding["point"] is not None:
+            self.state.set_crosshair(finding["point"])
 
     def run_selected(self) -> None:
         item = self.models.currentItem()
@@ -97,6 +149,9 @@ class AIPanel(QWidget):
         store = self.state.store
         series = store.indexed_series(key) if store is not None and key else None
         out = user_data_dir() / "results" / (key or "unsaved").replace("#", "_")
+        if card.task == "classification":
+            self._explain(card, volume, series, out, provider)
+            return
 
         def work(progress, cancelled):
             from viewer.dicom.seg import write_seg
@@ -107,6 +162,32 @@ class AIPanel(QWidget):
             return mask, path
 
         self.run_job(work, f"Running {card.name}", lambda result: self._done(card, result))
+
+    def _explain(self, card, volume, series, out, provider) -> None:
+        point = tuple(float(v) for v in self.state.crosshair)
+        method = self.method.currentText()
+
+        def work(progress, cancelled):
+            from viewer.inference.explain import explain
+            from viewer.inference.explain_study import heatmap_summary, save_heatmap
+
+            heatmap = explain(volume, card, point, method=method, provider=provider, cancelled=cancelled)
+            summary = save_heatmap(heatmap, series, out) if series is not None else heatmap_summary(heatmap)
+            return heatmap, summary
+
+        self.run_job(work, f"Classifying and explaining with {card.name}", lambda result: self._explained(card, result))
+
+    def _explained(self, card, result) -> None:
+        from viewer.inference.explain_study import same_place
+
+        heatmap, summary = result
+        path = summary.pop("path", None)
+        if path is not None and self.state.store is not None and self.state.series_key:
+            self.state.store.add_result(self.state.series_key, "heatmap", card.id, card.version, path,
+                                        heatmap.provider, summary, replaces=same_place(summary))
+        self._show_heatmap(heatmap.values, summary, card.id, card.version, heatmap.provider)
+        if heatmap.note:
+            self.status.setText(heatmap.note)
 
     def _done(self, card, result) -> None:
         mask, path = result

@@ -23,13 +23,15 @@ from viewer.qt.volume_view import VolumeView
 from viewer.qt.workers import Job
 
 LAYOUTS = {"1x1": ["axial"], "1x3": ["axial", "coronal", "sagittal"], "2x2": ["axial", "coronal", "sagittal", "3d"],
-           "compare": ["axial", "prior-axial", "coronal", "prior-coronal"]}
+           "compare": ["axial", "prior-axial", "coronal", "prior-coronal"],
+           "side-by-side": ["axial", "plain-axial"]}
 
 SHORTCUTS = [
     ("Mouse wheel, Up/Down", "next/previous slice"), ("Page Up/Down", "10 slices"),
     ("Ctrl + wheel", "zoom"), ("Left click/drag", "move the crosshair (all views follow)"),
     ("Right drag", "window (horizontal) / level (vertical)"), ("Middle drag", "pan"),
     ("R", "reset zoom and pan"), ("Ctrl+O", "open a folder"), ("Ctrl+1/2/3", "layout 1x1, 1x3, 2x2"),
+    ("Ctrl+5", "side by side: the image with its overlays (heatmap) and without"),
     ("Ctrl+L / Ctrl+G", "line / angle tool"), ("Ctrl+E / Ctrl+P", "ellipse / polygon ROI tool (Enter closes)"),
     ("[ ]  { }", "turn the plane 5 degrees (oblique MPR)"), ("O", "back to the standard plane"),
     ("C", "cine: play / stop"), ("Ctrl+I", "show or hide patient information"),
@@ -50,6 +52,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.views = {name: SliceView(self.state, name) for name in ("axial", "coronal", "sagittal")}
         self.views["3d"] = VolumeView(self.state)
+        self.views["plain-axial"] = SliceView(self.state, "axial", overlays=False)
         self.prior_state = ViewerState()
         self.prior_state.store = store
         self.views["prior-axial"] = SliceView(self.prior_state, "axial")

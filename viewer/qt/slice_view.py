@@ -59,9 +59,10 @@ class _VTKWidget(QVTKRenderWindowInteractor):
 class SliceView(QWidget):
     readout = Signal(str)
 
-    def __init__(self, state: ViewerState, view: str, parent=None):
+    def __init__(self, state: ViewerState, view: str, parent=None, overlays: bool = True):
         super().__init__(parent)
         self.state, self.view = state, view
+        self.show_overlays = overlays  # False: the plain image beside an overlaid view
         self.scene: SliceScene | None = None
         self.layer: MeasurementLayer | None = None
         self.drag: tuple | None = None
@@ -106,7 +107,7 @@ class SliceView(QWidget):
             return
         self.scene.clear_overlays()
         for overlay in self.state.overlays:
-            if not overlay.visible:
+            if not overlay.visible or not self.show_overlays:
                 continue
             if overlay.kind == "labels":
                 self.scene.add_labels(overlay.volume, overlay.styles(), outline=overlay.outline)
@@ -149,7 +150,8 @@ class SliceView(QWidget):
         source = self.state.volume.source if self.state.volume is not None else None
         oblique = "" if self.scene.view in ("axial", "coronal", "sagittal") and self._orthogonal() else " (oblique)"
         self._corner.SetText(0, f"W {width:.0f}  L {level:.0f}")
-        self._corner.SetText(1, f"{self.view}{oblique}  {d:+.1f} mm")
+        plain = "" if self.show_overlays else "  (no overlays)"
+        self._corner.SetText(1, f"{self.view}{oblique}  {d:+.1f} mm{plain}")
         self._corner.SetText(3, (source.description or "") if source else "")
         info = self.state.study_info
         lines = [info.get("patient_name", ""), info.get("patient_id", ""),

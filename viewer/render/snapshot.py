@@ -11,8 +11,9 @@ from viewer.render.slice_scene import SliceScene
 
 def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[float, float] | None = None,
                  labels: Volume | None = None, outline: bool = False, scale: float = 1.0,
-                 letters: bool = True) -> np.ndarray:
-    """RGB image of the plane through `at` (LPS mm; default the volume centre).
+                 letters: bool = True, heatmap: Volume | None = None, heatmap_title: str = "") -> np.ndarray:
+    """RGB image of the plane through `at` (LPS mm; default the volume centre), with a label
+    mask and a relevance map in [0, 1] (values under 0.2 transparent, with its colour bar).
 
     At scale 1 one screen pixel is one output sample (the volume's finest spacing), so pixel
     positions map straight to millimetres; `scale` enlarges the picture. `letters` shows the
@@ -25,6 +26,8 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
         scene.set_window(*window)
     if labels is not None:
         scene.add_labels(labels, outline=outline)
+    if heatmap is not None:
+        scene.add_heatmap(heatmap, "inferno", 0.6, threshold=0.2, value_range=(0.0, 1.0), colorbar_title=heatmap_title)
     for actor in list(scene._letters.values()) + [scene.scale_bar]:
         actor.SetVisibility(int(letters))
     nu, nv = scene.output_size()
