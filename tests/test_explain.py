@@ -18,7 +18,7 @@ from viewer.inference.explain import explain, gradcam
 from viewer.inference.registry import discover
 from viewer.inference.run import InferenceError, as_batch, classifier_input, classify
 from viewer.inference.session import get_session
-from viewer.inference.torch_twin import check_twin, run_twin, target_layer, torch_twin
+from viewer.inference.torch_twin import check_twin, model_layout, run_twin, target_layer, torch_twin
 
 torch.set_num_threads(1)
 
@@ -172,13 +172,14 @@ def test_randomised_weights_change_the_map(nodule_case):
     for seed, nodule in enumerate(nodules[:4]):
         batch = as_batch(classifier_input(volume, card, nodule["centre_lps_mm"]), card)
         target = int(np.argmax(run_twin(twin, batch, card)[0]))
-        trained = gradcam(twin, dict(twin.named_modules())[layer_name], batch, target, card)
+        inputs = model_layout(batch, card)
+        trained = gradcam(twin, dict(twin.named_modules())[layer_name], inputs, target, batch.shape[2:])
         randomised = copy.deepcopy(twin)
         torch.manual_seed(seed)
         for module in randomised.modules():
             if isinstance(module, (torch.nn.Conv3d, torch.nn.Linear)):
                 module.reset_parameters()
-        random_map = gradcam(randomised, dict(randomised.named_modules())[layer_name], batch, target, card)
+        random_map = gradcam(randomised, dict(randomised.named_modules())[layer_name], inputs, target, batch.shape[2:])
         if random_map.std() == 0:
             correlations.append(0.0)  # a randomised model with no positive evidence: nothing survives
             continue
@@ -202,3 +203,57 @@ def test_card_explain_section_is_checked(tmp_path, blob3d):
     from viewer.inference.torch_twin import TwinError
     with pytest.raises(TwinError, match="'/nowhere/Conv' is not a layer"):
         target_layer(torch_twin(card), card)
+
+
+class SkipBlobNet(BlobNet):
+    """BlobNet whose output also reads the input after the Grad-CAM layer (a skip connection), so
+    its graph does not split at the layer and the whole twin must run."""
+
+    def forward(self, x):
+        return super().forward(x) + 0.01 * x.mean(dim=(2, 3, 4))
+
+
+def test_onnx_activation_gradcam_equals_whole_twin_gradcam(blob, blob3d, tmp_path):
+    """The fast path (activation from ONNX Runtime, backward through the head only) gives the
+    same map as captum on the whole converted model; a graph with a skip connection past the
+    layer takes the whole-twin path and still finds the blob."""
+    from viewer.inference.explain import gradcam_on_onnx_activation
+
+    volume, centre = blob
+    point = centre + np.array([5.0, 5.0, -3.0])
+    bundled = discover().get("radsight-demo-nodule-classifier")
+    for card in (blob3d, bundled):
+        twin = torch_twin(card)
+        layer, module = target_layer(twin, card)
+        batch = as_batch(classifier_input(volume, card, point), card)
+        for target in range(len(card.labels)):
+            whole = gradcam(twin, module, model_layout(batch, card), target, batch.shape[2:])
+            fast, diff = gradcam_on_onnx_activation(card, twin, layer, batch, target, get_session(card, "cpu"))
+            assert diff < 1e-5 and np.allclose(fast, whole, atol=1e-4 * max(whole.max(), 1e-6)), (card.id, target)
+    skip = export(SkipBlobNet(3), torch.zeros(1, 1, 32, 32, 32), tmp_path / "skip",
+                  {"task": "classification", "crop_mm": [32, 32, 32], "preprocessing": PRE,
+                   "input": {"name": "image", "spatial_size": [32, 32, 32]},
+                   "output": {"name": "scores", **BLOB_CLASSES}}, dynamic=False)
+    twin = torch_twin(skip)
+    layer, _ = target_layer(twin, skip)
+    batch = as_batch(classifier_input(volume, skip, point), skip)
+    assert gradcam_on_onnx_activation(skip, twin, layer, batch, 0, get_session(skip, "cpu")) is None
+    heatmap = explain(volume, skip, point, provider="cpu")
+    assert heatmap.method == "Grad-CAM" and heatmap.note.startswith("torch twin")
+    assert distance(heatmap.peak_lps, centre) <= RADIUS
+
+
+@pytest.mark.slow
+def test_explain_benchmark_reports_ratios_measured_in_the_same_run():
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "viewer.cli", "bench", "explain", "--repeat", "3", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout)
+    assert report["crop"] == [32, 32, 32] and report["forward_onnxruntime_s"] > 0
+    assert report["gradcam_vs_forward"] == pytest.approx(report["gradcam_s"] / report["forward_onnxruntime_s"])
+    assert report["occlusion_s"] > report["gradcam_s"]  # hundreds of forward passes against one
+    assert "goal < 3x" in report["text"]

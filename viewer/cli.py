@@ -305,6 +305,15 @@ def cmd_bench_inference(args) -> int:
     return 0
 
 
+def cmd_bench_explain(args) -> int:
+    from viewer.bench.explain import run_explain_benchmark
+
+    report = run_explain_benchmark(repeats=args.repeat, threads=args.threads,
+                                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    _emit(report, args.json, lambda r: print(r["text"]))
+    return 0
+
+
 def cmd_bench_render(args) -> int:
     from viewer.render.bench import run_render_benchmark
 
@@ -479,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-whole-ct", action="store_true", help="skip segmenting a whole demo CT")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_inference)
+    b = bench.add_parser("explain", help="Grad-CAM vs one forward pass of the bundled classifier; occlusion")
+    b.add_argument("--repeat", type=int, default=20)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_explain)
     b = bench.add_parser("render", help="slice scroll with overlay vs bare VTK slice render; 3D frame time")
     b.add_argument("--frames", type=int, default=60)
     b.add_argument("--json", action="store_true")

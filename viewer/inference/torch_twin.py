@@ -66,13 +66,17 @@ def torch_twin(card: ModelCard):
     return _TWINS[key]
 
 
+def model_layout(batch: np.ndarray, card: ModelCard) -> np.ndarray:
+    """(N, C, *spatial) to the model's own axis order (channels last where the card says so)."""
+    return np.ascontiguousarray(np.moveaxis(batch, 1, -1) if card.axes.endswith("C") else batch, np.float32)
+
+
 def run_twin(twin, batch: np.ndarray, card: ModelCard) -> np.ndarray:
-    """(N, C, *spatial) in, the model's raw output (N, K) out, in the card's axis order."""
+    """(N, C, *spatial) in, the model's raw output (N, K) out."""
     import torch
 
-    x = np.moveaxis(batch, 1, -1) if card.axes.endswith("C") else batch
     with torch.no_grad():
-        return twin(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+        return twin(torch.from_numpy(model_layout(batch, card))).numpy()
 
 
 def check_twin(twin, batch: np.ndarray, card: ModelCard, onnx_scores: np.ndarray, probabilities) -> float:
@@ -107,3 +111,70 @@ def target_layer(twin, card: ModelCard):
     if last is None:
         raise TwinError(f"model {card.id} has no convolution layer for Grad-CAM")
     return last, modules[last]
+
+
+def head_after(twin, layer_name: str):
+    """The part of the twin after `layer_name` as a module taking that layer's output, or None when
+    later layers also read earlier activations (skip connections): then the whole twin must run.
+
+    With the head alone, Grad-CAM takes the layer's activation from ONNX Runtime's own forward pass
+    and back-propagates through the head only, so the explained activation is the deployed
+    model's, and the cost is little more than one forward pass."""
+    import torch
+    from torch import fx
+
+    nodes = list(twin.graph.nodes)
+    start = next((n for n, node in enumerate(nodes) if node.op == "call_module" and str(node.target) == layer_name), None)
+    if start is None:
+        return None
+    graph = fx.Graph()
+    env = {nodes[start]: graph.placeholder("activation")}
+    for node in nodes[start + 1:]:
+        if node.op == "get_attr":
+            env[node] = graph.node_copy(node, lambda d: env[d])
+            continue
+        if node.op == "placeholder" or any(d not in env and d.op != "get_attr" for d in node.all_input_nodes):
+            if node.op == "output" or node.users:
+                return None  # something after the layer reads the input or an earlier activation
+            continue
+        for d in node.all_input_nodes:
+            if d not in env:  # a constant defined before the layer
+                env[d] = graph.node_copy(d, lambda x: env[x])
+        env[node] = graph.node_copy(node, lambda d: env[d])
+    head = fx.GraphModule(twin, graph)
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.entry = torch.nn.Identity()  # the layer Grad-CAM attributes to
+            self.rest = head
+
+        def forward(self, activation):
+            return self.rest(self.entry(activation))
+
+    return Head().eval()
+
+
+def with_layer_output(card: ModelCard, layer_name: str, provider: str = "CPUExecutionProvider"):
+    """(session, output name): an ONNX Runtime session of the card's model on `provider` that also
+    returns the named layer's output (cached); None when the layer is not a node of the graph."""
+    key = (str(card.path), card.sha256, layer_name, provider)
+    if key not in _LAYER_SESSIONS:
+        import onnx
+        import onnxruntime as ort
+
+        card.verify_file()
+        model = onnx.load(str(card.path))
+        node = next((n for n in model.graph.node if n.name.lstrip("/") == layer_name), None)
+        if node is None:
+            _LAYER_SESSIONS[key] = None
+        else:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=[provider])
+            _LAYER_SESSIONS[key] = (session, node.output[0])
+    return _LAYER_SESSIONS[key]
+
+
+_LAYER_SESSIONS: dict[tuple, object] = {}
