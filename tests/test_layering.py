@@ -20,7 +20,7 @@ def test_core_packages_do_not_import_qt_or_vtk():
 
 
 def test_importing_the_core_loads_no_gui_module():
-    code = ("import sys, viewer.core, viewer.dicom, viewer.store, viewer.cli; "
+    code = ("import sys, viewer.core, viewer.dicom, viewer.store, viewer.cli, viewer.inference.explain, viewer.inference.explain_study; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'vtk', 'vtkmodules')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
