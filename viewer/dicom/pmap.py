@@ -5,9 +5,10 @@ By default the relevance in [0, 1] is written as 32-bit Float Pixel Data. DICOM 
 palette only with integer pixel data, so `palette="inferno"` (any matplotlib colour map) writes
 12-bit integers whose Real World Value Mapping gives the floating-point values back (precision
 1/4095), a 4096-entry palette, an sRGB ICC profile and the stored value range it spans.
-dciodvfy 2024 reports that variant's palette attributes against the Image Pixel Description
-macro's condition (Photometric Interpretation PALETTE COLOR), which a colour-range Parametric Map
-does not use; the float variant validates without errors.
+dciodvfy (dicom3tools) reports that variant's palette tables against the Image Pixel Description
+macro, whose condition (Photometric Interpretation PALETTE COLOR) a colour-range Parametric Map
+does not meet although its Palette Color Lookup Table module requires them, and the stored value
+range (FD) against a string check; the float variant validates without errors.
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def write_parametric_map(heatmap: Heatmap, series: Series, path: Path | str, *, 
         # The Stored Value Color Range macro (PS3.3 C.7.6.16.2.31) says which stored values the
         # palette spans; highdicom does not write it, so it is added here for every frame.
         color_range = pydicom.Dataset()
-        color_range.MinimumStoredValueMapped, color_range.MaximumStoredValueMapped = 0, LEVELS
+        color_range.MinimumStoredValueMapped, color_range.MaximumStoredValueMapped = 0.0, float(LEVELS)
         pm.SharedFunctionalGroupsSequence[0].StoredValueColorRangeSequence = [color_range]
+        # The palette is embedded (Palette Color Lookup Table module); its UID is for referring to
+        # a palette stored elsewhere instead, and both together are not allowed.
+        del pm.PaletteColorLookupTableUID
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pm.save_as(path)
