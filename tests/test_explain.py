@@ -16,7 +16,7 @@ from tests.onnx_factory import BlobNet, export
 from viewer.dicom import load
 from viewer.inference.explain import explain, gradcam
 from viewer.inference.registry import discover
-from viewer.inference.run import InferenceError, as_batch, classifier_input, classify
+from viewer.inference.run import InferenceError, as_batch, classifier_input, classify, probabilities_of
 from viewer.inference.session import get_session
 from viewer.inference.torch_twin import check_twin, model_layout, run_twin, target_layer, torch_twin
 
@@ -130,7 +130,6 @@ def test_bundled_classifier_twin_equals_onnx_runtime(nodule_case):
         batch = as_batch(classifier_input(volume, card, nodule["centre_lps_mm"]), card)
         onnx_logits = session.predict(batch)[0]
         assert np.max(np.abs(run_twin(twin, batch, card)[0] - onnx_logits)) < 1e-4  # logits, not only probabilities
-        from viewer.inference.run import probabilities_of
         assert check_twin(twin, batch, card, onnx_logits, probabilities_of) < 1e-5
 
 
