@@ -1,0 +1,1 @@
+"""Findings from volumes and AI results: nodule measurement, tracking, guidelines (headless)."""

@@ -1,0 +1,339 @@
+"""Semi-automatic measurement of a lung nodule at a point: 3-D segmentation that separates it from
+vessels and the chest wall, partial-volume-aware volume, axial diameters as Lung-RADS defines
+them, attenuation and type.
+
+Method (all in millimetres, so anisotropic grids behave the same):
+- the local lung background (median HU of aerated voxels around the point) and a low threshold
+  150 HU above it find everything denser than lung near the point;
+- the chest wall is cut off by closing the aerated lung with a ball wider than the nodule
+  (a rolling ball over the pleura): the nodule is a dent in the lung, the wall is not;
+- vessels are cut off by a morphological opening whose radius follows the nodule's own
+  inscribed radius, so only structures thinner than the nodule are removed;
+- the nodule's level L is the median HU inside it, and its surface is where the attenuation is
+  halfway between lung and L (50% occupancy), which makes diameters unbiased for solid and
+  ground-glass nodules alike;
+- the volume counts interior voxels whole and boundary voxels by their occupancy
+  (HU - lung) / (L - lung), so it does not depend on where the threshold cut the partial volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from viewer.core.errors import RadSightError
+from viewer.core.volume import Volume
+
+AERATED_HU = -700.0      # below: aerated lung
+SOLID_HU = -300.0        # above: solid tissue (the solid part of a part-solid nodule)
+LOW_MARGIN_HU = 150.0    # the low threshold above the lung background
+SEARCH_MM = 3.0          # how far from the click the nodule's densest point may be
+MAX_ROI_MM = 60.0        # half-size of the largest region examined
+OPENING_FRACTION = 0.75  # vessels thinner than this fraction of the nodule's inscribed radius are cut off
+REACH = 2.2              # nodules are compact: nothing farther than this many inscribed radii from the seed
+TUBE_FRACTION = 0.5      # more of the opened structure beyond REACH than this (relative): a vessel
+MAX_ELONGATION = 2.2     # principal-axis ratio: nodules are ellipsoids (< ~1.6), a vessel piece is ~2.5+
+WALL_BALL_MM = 12.0      # rolling-ball radius over the pleura: dents up to ~24 mm wide stay on the lung side
+
+
+class MeasurementError(RadSightError):
+    """No nodule can be measured at this point; the message says why."""
+
+
+@dataclass(frozen=True)
+class NoduleMeasurement:
+    centre_lps_mm: tuple[float, float, float]
+    volume_mm3: float
+    long_axis_mm: float
+    short_axis_mm: float
+    mean_diameter_mm: float
+    mean_hu: float
+    max_hu: float
+    type: str
+    solid_mean_diameter_mm: float | None
+    juxtapleural: bool
+    mask: Volume  # the nodule's voxels on a sub-grid of the study (uint8), for display and editing
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("mask")
+        data["centre_lps_mm"] = [round(v, 2) for v in self.centre_lps_mm]
+        for key in ("volume_mm3", "long_axis_mm", "short_axis_mm", "mean_hu", "max_hu"):
+            data[key] = round(data[key], 1)
+        return data
+
+
+def measure_at(volume: Volume, point_lps) -> NoduleMeasurement:
+    """Measure the nodule at `point_lps` (LPS mm) of a CT volume in HU."""
+    if volume.source.modality not in ("CT", None, ""):
+        raise MeasurementError(f"nodule measurement needs CT in HU; this series is {volume.source.modality}")
+    point = np.asarray(point_lps, float)
+    ijk = volume.lps_to_index(point)
+    if np.any(ijk < -0.5) or np.any(ijk > np.array(volume.shape[::-1]) - 0.5):
+        raise MeasurementError(f"the point {tuple(np.round(point, 1))} mm is outside the volume")
+    half = 25.0
+    while True:
+        roi = _roi(volume, point, half)
+        try:
+            return _measure(roi, point)
+        except _TouchesBorder:
+            if half >= MAX_ROI_MM:
+                raise MeasurementError("the structure at this point is larger than a nodule "
+                                       f"(it reaches {2 * MAX_ROI_MM:.0f} mm across)") from None
+            half = min(half * 1.6, MAX_ROI_MM)
+
+
+class _TouchesBorder(Exception):
+    pass
+
+
+def _roi(volume: Volume, point: np.ndarray, half_mm: float) -> Volume:
+    spacing = np.array(volume.spacing)
+    centre = np.rint(volume.lps_to_index(point)).astype(int)
+    reach = np.ceil(half_mm / spacing).astype(int)
+    lo = np.maximum(centre - reach, 0)
+    hi = np.minimum(centre + reach + 1, np.array(volume.shape[::-1]))
+    voxels = volume.voxels[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
+    affine = np.array(volume.affine)
+    affine[:3, 3] = volume.index_to_lps(lo)
+    return Volume(voxels, affine, volume.frame_of_reference_uid, volume.source, unit=volume.unit)
+
+
+def _image(mask: np.ndarray, like: Volume) -> sitk.Image:
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(like.spacing)
+    return image
+
+
+def _radius(mm: float, like: Volume) -> list[int]:
+    return [max(int(round(mm / s)), 1) for s in like.spacing]
+
+
+def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
+    hu = roi.voxels
+    spacing = np.array(roi.spacing)  # x, y, z
+    zyx_spacing = spacing[::-1]
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in hu.shape], indexing="ij"), -1)
+    seed_ijk = roi.lps_to_index(point)[::-1]  # (k, j, i), continuous
+    distance = np.linalg.norm((grid - seed_ijk) * zyx_spacing, axis=-1)
+
+    aerated = hu < AERATED_HU
+    if aerated.mean() < 0.15:
+        raise MeasurementError("the point is not in aerated lung (no lung parenchyma around it)")
+    background = float(np.median(hu[aerated & (distance < 20.0)])) if np.any(aerated & (distance < 20.0)) \
+        else float(np.median(hu[aerated]))
+    low = background + LOW_MARGIN_HU
+    near = distance <= SEARCH_MM
+    if not np.any(hu[near] > low):
+        raise MeasurementError(f"no nodule at this point: nothing denser than lung within {SEARCH_MM:g} mm")
+    dense = hu > low
+    # Chest wall: close the aerated lung with a ball wider than a nodule (a rolling ball over the
+    # pleura); a juxtapleural nodule is a dent in the lung and becomes lung, the wall does not.
+    lung = _fill_holes(_close(~dense, WALL_BALL_MM, roi))
+    inside = dense & lung
+    seed = _nearest(inside & near, hu, distance)
+    if seed is None:
+        raise MeasurementError("the point lies in the chest wall or mediastinum, not in a nodule in the lung")
+    # Vessels: an opening thinner than the nodule removes them; keep what is connected to the seed.
+    inscribed = _inscribed_radius(inside, seed, roi)
+    opening = max(OPENING_FRACTION * inscribed, min(spacing))
+    # The dilation back reaches one voxel further than the erosion: the distance map measures from
+    # boundary voxel centres, half a voxel inside the surface, on both steps.
+    eroded = _erode(inside, opening, roi)
+    core = _component_at(_dilate(eroded, opening + max(spacing), roi) & inside, seed, distance) if eroded.any() else None
+    if core is None:
+        core = _component_at(inside, seed, distance)
+    within = core & (distance <= REACH * inscribed + max(spacing))
+    if (core & ~within).sum() > TUBE_FRACTION * within.sum():
+        raise MeasurementError("the structure at this point runs on beyond a nodule's size, like a vessel; "
+                               "if a nodule touches a vessel as thick as itself, measure it by hand")
+    core = _component_at(within, seed, distance)
+    level = _level(hu, core, roi)
+    # The opening rounds the surface off; give back the surface voxels (at most a voxel from lung)
+    # within a voxel and a half of it, but not the inside of a vessel that touches it.
+    surface = _distance(inside, roi) <= max(spacing) + 1e-6
+    core = _component_at(core | (_dilate(core, 1.5 * max(spacing), roi) & inside & surface), seed, distance)
+    half = background + 0.5 * (level - background)
+    nodule = _component_at(core & (hu > half), seed, distance)
+    if nodule is None or not nodule.any():
+        raise MeasurementError("no nodule at this point")
+    if any(np.any(np.take(nodule, [0, -1], axis=a)) for a in range(3)):
+        raise _TouchesBorder()
+    elongation = _elongation(nodule, spacing)
+    if elongation > MAX_ELONGATION:
+        raise MeasurementError(f"the structure at this point is elongated ({elongation:.1f}:1) like a vessel, "
+                               "not a nodule; click the centre of a nodule")
+    return _numbers(roi, hu, nodule, core, background, level, lung, dense)
+
+
+def _elongation(mask: np.ndarray, spacing: np.ndarray) -> float:
+    """Ratio of the longest to the shortest principal axis (mm) of the mask's voxels."""
+    points = np.argwhere(mask) * spacing[::-1]
+    if len(points) < 4:
+        return 1.0
+    eig = np.linalg.eigvalsh(np.cov(points.T))
+    return float(np.sqrt(max(eig[-1], 1e-9) / max(eig[0], (min(spacing) ** 2) / 12)))
+
+
+def _level(hu: np.ndarray, core: np.ndarray, roi: Volume) -> float:
+    """The nodule's own attenuation: the median of its interior (one voxel in from the surface,
+    clear of partial volume); for nodules too small to have an interior, the mean of its four
+    densest voxels (its centre, where partial volume has not reached)."""
+    interior = sitk.GetArrayFromImage(sitk.BinaryErode(_image(core, roi), [1, 1, 1], sitk.sitkBall)) > 0
+    if interior.sum() >= 27:
+        return float(np.median(hu[interior]))
+    return float(np.sort(hu[core])[-4:].mean())
+
+
+def _distance(mask: np.ndarray, roi: Volume) -> np.ndarray:
+    """Signed Euclidean distance (mm) to the mask's surface, positive inside: morphology with a
+    ball of any radius in millimetres is a threshold of it, in linear time."""
+    return sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(_image(mask, roi), insideIsPositive=True,
+                                                               squaredDistance=False, useImageSpacing=True))
+
+
+def _erode(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
+    # SimpleITK gives the mask's own boundary voxels 0 and their outside neighbours -spacing, so
+    # "deeper than mm" is >= mm here and "within mm outside" is >= -mm.
+    return _distance(mask, roi) >= mm - 1e-6 if mask.any() else mask
+
+
+def _dilate(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
+    return _distance(mask, roi) >= -mm - 1e-6 if mask.any() else mask
+
+
+def _close(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
+    return _erode(_dilate(mask, mm, roi), mm, roi)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))) > 0
+
+
+def _nearest(mask: np.ndarray, hu: np.ndarray, distance: np.ndarray):
+    """The voxel of `mask` nearest to the click (the densest among equally near ones), or None."""
+    if not mask.any():
+        return None
+    score = np.where(mask, distance - hu * 1e-6, np.inf)
+    return np.unravel_index(int(np.argmin(score)), mask.shape)
+
+
+def _inscribed_radius(dense: np.ndarray, seed, roi: Volume) -> float:
+    """Distance (mm) from the seed region to the nearest non-dense voxel: the nodule's half-width."""
+    dist = _distance(dense, roi)
+    k, j, i = seed
+    window = dist[max(k - 3, 0):k + 4, max(j - 3, 0):j + 4, max(i - 3, 0):i + 4]
+    return float(max(window.max(), min(roi.spacing)))
+
+
+def _component_at(mask: np.ndarray, seed, distance: np.ndarray) -> np.ndarray | None:
+    """The connected component holding the seed, or the one nearest to it within SEARCH_MM."""
+    if not mask.any():
+        return None
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    label = labels[seed]
+    if label == 0:
+        near = (labels > 0) & (distance <= SEARCH_MM)
+        if not near.any():
+            return None
+        label = labels[near][np.argmin(distance[near])]
+    return labels == label
+
+
+def _numbers(roi: Volume, hu: np.ndarray, nodule: np.ndarray, core: np.ndarray, background: float, level: float,
+             lung: np.ndarray, dense: np.ndarray) -> NoduleMeasurement:
+    voxel_mm3 = float(np.prod(roi.spacing))
+    ball = sitk.sitkBall
+    interior = sitk.GetArrayFromImage(sitk.BinaryErode(_image(nodule, roi), [1, 1, 1], ball)) > 0
+    outer = sitk.GetArrayFromImage(sitk.BinaryDilate(_image(nodule, roi), [1, 1, 1], ball)) > 0
+    # Boundary voxels count by occupancy; neighbours that belong to other dense structures (vessels,
+    # wall) are left out. Occupancy is not clipped below zero, so noise in lung voxels averages out.
+    others = dense & ~core
+    band = outer & ~interior & ~others
+    occupancy = np.minimum((hu[band] - background) / (level - background), 1.0)
+    volume = voxel_mm3 * (interior.sum() + occupancy.sum())
+    k, j, i = np.nonzero(nodule)
+    centre_ijk = np.array([i.mean(), j.mean(), k.mean()])
+    long_axis, short_axis = _axial_diameters(nodule, roi)
+    values = hu[nodule]
+    solid = nodule & (hu > SOLID_HU)
+    solid_fraction = solid.sum() / nodule.sum()
+    if solid_fraction >= 0.8 or level > SOLID_HU:
+        kind, solid_diameter = "solid", None
+    elif solid_fraction < 0.02:
+        kind, solid_diameter = "ground-glass", None
+    else:
+        kind = "part-solid"
+        long_s, short_s = _axial_diameters(_largest_component(solid), roi)
+        solid_diameter = round((long_s + short_s) / 2, 1)
+    wall = ~lung & dense
+    touching = sitk.GetArrayFromImage(sitk.BinaryDilate(_image(nodule, roi), _radius(1.5, roi), ball)) > 0
+    return NoduleMeasurement(
+        centre_lps_mm=tuple(float(v) for v in roi.index_to_lps(centre_ijk)), volume_mm3=float(volume),
+        long_axis_mm=long_axis, short_axis_mm=short_axis, mean_diameter_mm=round((long_axis + short_axis) / 2, 1),
+        mean_hu=float(values.mean()), max_hu=float(values.max()), type=kind, solid_mean_diameter_mm=solid_diameter,
+        juxtapleural=bool(np.any(touching & wall)), mask=roi.with_voxels(nodule.astype(np.uint8), unit=""))
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    counts = np.bincount(labels.ravel())
+    counts[0] = 0
+    return labels == int(np.argmax(counts))
+
+
+def _axial_diameters(mask: np.ndarray, roi: Volume) -> tuple[float, float]:
+    """Long axis (largest in-plane distance) and the longest perpendicular chord on the axial slice
+    where the nodule is largest, both in mm to 0.1 mm. Pixels count as squares, so each is
+    measured between pixel corners (the convex hull of the pixels)."""
+    areas = mask.sum(axis=(1, 2))
+    k = int(np.argmax(areas))
+    j, i = np.nonzero(mask[k])
+    corners = np.array([(i + di, j + dj) for di in (-0.5, 0.5) for dj in (-0.5, 0.5)]).transpose(2, 0, 1).reshape(-1, 2)
+    xy = corners * np.array(roi.spacing[:2])  # mm in the slice (axial grids: i along x, j along y)
+    hull = _hull(xy)
+    d = np.linalg.norm(hull[:, None] - hull[None], axis=-1)
+    a, b = np.unravel_index(int(np.argmax(d)), d.shape)
+    long_axis = float(d[a, b])
+    axis = (hull[b] - hull[a]) / max(long_axis, 1e-9)
+    normal = np.array([-axis[1], axis[0]])
+    # Longest chord perpendicular to the long axis: sample chords across the hull.
+    along = (hull - hull[a]) @ axis
+    across = (hull - hull[a]) @ normal
+    best = 0.0
+    for t in np.linspace(along.min(), along.max(), 64):
+        crossings = []
+        for p, q in zip(range(len(hull)), list(range(1, len(hull))) + [0]):
+            s0, s1 = along[p] - t, along[q] - t
+            if s0 == s1 or s0 * s1 > 0:
+                continue
+            w = s0 / (s0 - s1)
+            crossings.append(across[p] + w * (across[q] - across[p]))
+        if len(crossings) >= 2:
+            best = max(best, max(crossings) - min(crossings))
+    # The pixel-corner hull is wider than the object by about one pixel: measure centre to centre.
+    pixel = float(np.mean(roi.spacing[:2]))
+    return round(max(long_axis - pixel, pixel), 1), round(max(best - pixel, pixel), 1)
+
+
+def _hull(points: np.ndarray) -> np.ndarray:
+    """2-D convex hull (monotone chain); scipy is not a dependency and the point sets are small."""
+    pts = np.unique(np.round(points, 6), axis=0)
+    if len(pts) < 3:
+        return pts
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower, upper = [], []
+    for p in pts:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    for p in pts[::-1]:
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    return np.array(lower[:-1] + upper[:-1])
