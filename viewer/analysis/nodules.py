@@ -35,7 +35,8 @@ OPENING_FRACTION = 0.75  # vessels thinner than this fraction of the nodule's in
 REACH = 2.2              # nodules are compact: nothing farther than this many inscribed radii from the seed
 TUBE_FRACTION = 0.5      # more of the opened structure beyond REACH than this (relative): a vessel
 MAX_ELONGATION = 2.2     # principal-axis ratio: nodules are ellipsoids (< ~1.6), a vessel piece is ~2.5+
-WALL_BALL_MM = 12.0      # rolling-ball radius over the pleura: dents up to ~24 mm wide stay on the lung side
+WALL_BALL_MM = 20.0      # rolling-ball radius over the pleura: dents up to ~40 mm wide stay on the lung side
+LUNG_AIR_MM = 15.0       # air components reaching this close to the click are the lung around it
 
 
 class MeasurementError(RadSightError):
@@ -131,7 +132,9 @@ def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
     dense = hu > low
     # Chest wall: close the aerated lung with a ball wider than a nodule (a rolling ball over the
     # pleura); a juxtapleural nodule is a dent in the lung and becomes lung, the wall does not.
-    lung = _fill_holes(_close(~dense, WALL_BALL_MM, roi))
+    # Only the lung's own air counts: air outside the body (beyond the chest wall) would let the
+    # ball close over the wall.
+    lung = _fill_holes(_close(_air_near(~dense, distance), WALL_BALL_MM, roi))
     inside = dense & lung
     seed = _nearest(inside & near, hu, distance)
     if seed is None:
@@ -210,6 +213,13 @@ def _close(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))) > 0
+
+
+def _air_near(air: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """The air components that reach within LUNG_AIR_MM of the click: the lung around the nodule."""
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air.astype(np.uint8))))
+    near = np.unique(labels[(distance <= LUNG_AIR_MM) & (labels > 0)])
+    return np.isin(labels, near)
 
 
 def _nearest(mask: np.ndarray, hu: np.ndarray, distance: np.ndarray):
