@@ -27,8 +27,13 @@ def test_interval_spanning_both_ranges_is_said():
     assert g.vdt_interval_days[0] < 400 < 600 < g.vdt_interval_days[1]
     assert "spans both" in g.assessment
     stable = growth(365, 100.0, 103.0, 5.8, 5.9)
-    assert stable.vdt_interval_days[0] == math.inf and "no growth beyond the measurement error" in stable.assessment
-    assert stable.to_json()["vdt_interval_days"] == [None, None]
+    low, high = stable.vdt_interval_days
+    assert high == math.inf and "no growth beyond the measurement error" in stable.assessment
+    assert low == pytest.approx(365 * math.log(2) / math.log(103 * 1.05 / 95))
+    assert stable.to_json()["vdt_interval_days"] == [round(low, 1), None]
+    shrinking = growth(365, 100.0, 80.0, 5.8, 5.4)
+    assert shrinking.vdt_interval_days == (math.inf, math.inf) and shrinking.vdt_days < 0
+    assert shrinking.assessment == "no growth beyond the measurement error"
 
 
 def test_bad_intervals_are_refused():

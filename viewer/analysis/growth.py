@@ -24,7 +24,7 @@ class Growth:
     days: float
     volume_change_pct: float
     vdt_days: float | None            # None when the volume did not change; negative when it shrank
-    vdt_interval_days: tuple[float, float] | None  # (low, high); inf where the error allows no growth
+    vdt_interval_days: tuple[float, float] | None  # (fastest, slowest); inf where the error allows no growth
     growing: bool                      # Lung-RADS: mean diameter up by > 1.5 mm within 12 months
     assessment: str                    # what the VDT interval says, in words
 
@@ -65,8 +65,10 @@ def _positive_vdt(days: float, v1: float, v2: float) -> float:
 
 def _assess(interval: tuple[float, float]) -> str:
     low, high = interval
-    if math.isinf(low):
-        return "no growth beyond the measurement error"
+    if math.isinf(high):
+        # The volumes are compatible with no growth at all; `low` is the fastest VDT the error allows.
+        fastest = "" if math.isinf(low) else f" (fastest VDT the error allows: {low:.0f} days)"
+        return f"no growth beyond the measurement error{fastest}"
     if high < SUSPICIOUS_VDT_DAYS:
         return f"VDT < {SUSPICIOUS_VDT_DAYS:.0f} days: growth in the range suspicious for malignancy"
     if low > BENIGN_VDT_DAYS:
