@@ -124,3 +124,40 @@ def test_points_without_a_nodule_are_refused(study):
     k, j, i = np.argwhere(labels.voxels == 5).mean(axis=0).astype(int)
     with pytest.raises(MeasurementError):
         measure_at(volume, volume.index_to_lps([i, j, k]))
+
+
+def test_corrected_contour_updates_the_numbers(study):
+    """The reader's paint/erase: the unedited contour re-measures to the same numbers, erasing
+    the nodule's right half about halves its volume, painting a shell around it adds to it."""
+    from viewer.analysis.nodules import remeasure
+
+    volume, _, nodules = study[0]
+    nodule = max(filter(free, nodules), key=lambda n: n["volume_mm3"])
+    m = measure_at(volume, nodule["centre_lps_mm"])
+    same = remeasure(volume, m.mask)
+    assert same.volume_mm3 == pytest.approx(m.volume_mm3, rel=0.02)
+    assert (same.long_axis_mm, same.short_axis_mm, same.type) == (m.long_axis_mm, m.short_axis_mm, m.type)
+
+    voxels = m.mask.voxels.copy()
+    centre_i = int(round(np.argwhere(voxels)[:, 2].mean()))
+    voxels[:, :, centre_i:] = 0
+    half = remeasure(volume, m.mask.with_voxels(voxels))
+    assert 0.35 <= half.volume_mm3 / m.volume_mm3 <= 0.65, (half.volume_mm3, m.volume_mm3)
+    assert half.short_axis_mm < m.short_axis_mm or half.long_axis_mm < m.long_axis_mm
+
+    grown = remeasure(volume, m.mask.with_voxels(_dilated(m.mask.voxels)))
+    assert grown.volume_mm3 > m.volume_mm3 and grown.long_axis_mm >= m.long_axis_mm
+
+    with pytest.raises(MeasurementError, match="empty"):
+        remeasure(volume, m.mask.with_voxels(np.zeros_like(voxels)))
+    shifted = np.array(m.mask.affine)
+    shifted[:3, 3] += 0.3
+    with pytest.raises(MeasurementError, match="not aligned"):
+        remeasure(volume, type(m.mask)(m.mask.voxels, shifted))
+
+
+def _dilated(mask: np.ndarray) -> np.ndarray:
+    out = mask.astype(bool).copy()
+    for axis in range(3):
+        out |= np.roll(mask.astype(bool), 1, axis) | np.roll(mask.astype(bool), -1, axis)
+    return out.astype(np.uint8)

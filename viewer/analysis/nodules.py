@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.spatial import ConvexHull
 
 from viewer.core.errors import RadSightError
 from viewer.core.volume import Volume
@@ -84,6 +85,40 @@ def measure_at(volume: Volume, point_lps) -> NoduleMeasurement:
                 raise MeasurementError("the structure at this point is larger than a nodule "
                                        f"(it reaches {2 * MAX_ROI_MM:.0f} mm across)") from None
             half = min(half * 1.6, MAX_ROI_MM)
+
+
+def remeasure(volume: Volume, mask: Volume) -> NoduleMeasurement:
+    """The numbers of a nodule whose contour the reader corrected (painted or erased).
+
+    `mask` is the edited nodule on a sub-grid of `volume` (as NoduleMeasurement.mask is). The
+    contour is taken as drawn: no threshold or vessel cut is applied again, but the volume still
+    counts the drawn boundary voxels by their occupancy, so it stays comparable with measure_at.
+    """
+    if not np.allclose(mask.spacing, volume.spacing, atol=1e-4) or not np.allclose(mask.direction, volume.direction, atol=1e-5):
+        raise MeasurementError(f"the edited mask's grid (spacing {tuple(round(s, 3) for s in mask.spacing)} mm) "
+                               f"is not a sub-grid of the study (spacing {tuple(round(s, 3) for s in volume.spacing)} mm)")
+    start = volume.lps_to_index(mask.affine[:3, 3])
+    if np.abs(start - np.rint(start)).max() > 1e-3:
+        raise MeasurementError("the edited mask is not aligned with the study's voxels")
+    lo = np.rint(start).astype(int)
+    hi = lo + np.array(mask.shape[::-1])
+    if np.any(lo < 0) or np.any(hi > np.array(volume.shape[::-1])):
+        raise MeasurementError("the edited mask reaches outside the study")
+    nodule = mask.voxels > 0
+    if not nodule.any():
+        raise MeasurementError("the edited contour is empty: nothing is left to measure")
+    hu = volume.voxels[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]].astype(np.float32)
+    roi = mask.with_voxels(hu, unit=volume.unit)
+    aerated = hu < AERATED_HU
+    if not aerated.any():
+        raise MeasurementError("no aerated lung around the edited contour: it is not a lung nodule")
+    background = float(np.median(hu[aerated]))
+    dense = hu > background + LOW_MARGIN_HU
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in hu.shape], indexing="ij"), -1)
+    centre = np.argwhere(nodule).mean(axis=0)
+    distance = np.linalg.norm((grid - centre) * np.array(roi.spacing)[::-1], axis=-1)
+    lung = _fill_holes(_close(_air_near(~dense, distance), WALL_BALL_MM, roi))
+    return _numbers(roi, hu, nodule, nodule, background, _level(hu, nodule, roi), lung, dense)
 
 
 class _TouchesBorder(Exception):
@@ -329,21 +364,7 @@ def _axial_diameters(mask: np.ndarray, roi: Volume) -> tuple[float, float]:
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
-    """2-D convex hull (monotone chain); scipy is not a dependency and the point sets are small."""
+    """2-D convex hull vertices in order. Pixel-corner sets are never degenerate (each pixel brings
+    a square), so Qhull always succeeds."""
     pts = np.unique(np.round(points, 6), axis=0)
-    if len(pts) < 3:
-        return pts
-
-    def cross(o, a, b):
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower, upper = [], []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    for p in pts[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return np.array(lower[:-1] + upper[:-1])
+    return pts[ConvexHull(pts).vertices]
