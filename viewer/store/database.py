@@ -7,15 +7,21 @@ also keeps each frame's header record, so a known series reloads without re-pars
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import io
 import json
 import sqlite3
+import uuid
 from dataclasses import fields
+from datetime import datetime, timezone
 from pathlib import Path
+
+import numpy as np
 
 from viewer.core.errors import RadSightError
 from viewer.core.measurements import Measurement
-from viewer.core.volume import GeometryWarning
+from viewer.core.volume import GeometryWarning, Volume
 from viewer.dicom.header import SliceRecord
 from viewer.dicom.info import series_info
 from viewer.dicom.scan import ScanResult
@@ -24,6 +30,9 @@ from viewer.store.migrations import MIGRATIONS
 from viewer.store.paths import default_database_path
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+NODULE_SOURCES = ("ai", "measured")
+NODULE_DECISIONS = ("accepted", "edited", "rejected")
 
 
 _FIELDS = [f.name for f in fields(SliceRecord)]
@@ -217,6 +226,113 @@ class Store:
         keys = ("id", "kind", "model_id", "model_version", "provider", "path", "summary", "created_at")
         return [dict(zip(keys, row[:6] + (json.loads(row[6]), row[7]))) for row in rows]
 
+    def save_nodule(self, series_key: str, record: dict, source: str, mask: Volume | None = None,
+                    model=None, confidence: float | None = None, study_uid: str | None = None) -> str:
+        """Keep a nodule (a DESIGN.md NODULE dict) found by a model ("ai") or by the reader ("measured");
+        returns its new id. `model` is anything with id and version (a ModelRef, a dict, a pair)."""
+        if source not in NODULE_SOURCES:
+            raise ValueError(f"nodule source must be one of {NODULE_SOURCES}; got {source!r}")
+        model_id, model_version = _model_ref(model)
+        if source == "ai" and not model_id:
+            raise ValueError("an AI nodule needs the model that found it (id and version)")
+        if study_uid is None:
+            row = self.db.execute("SELECT study_uid FROM series WHERE series_key = ?", (series_key,)).fetchone()
+            study_uid = row[0] if row else ""
+        nodule_id = uuid.uuid4().hex
+        with self.db:
+            self.db.execute(
+                "INSERT INTO nodules(id, series_key, study_uid, tracking_uid, record_json, mask, source, model_id, "
+                "model_version, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (nodule_id, series_key, study_uid or "", str(record.get("tracking_uid") or ""), json.dumps(record),
+                 _mask_to_blob(mask), source, model_id, model_version,
+                 None if confidence is None else float(confidence)))
+        return nodule_id
+
+    def nodules(self, series_key: str) -> list[dict]:
+        """The series' nodules in the order they were added, each with its latest decision (None while
+        pending) and `current`, the record as last edited (the original record if never edited)."""
+        rows = self.db.execute(
+            "SELECT id, series_key, study_uid, tracking_uid, record_json, mask IS NOT NULL, source, model_id, "
+            "model_version, confidence, created_at FROM nodules WHERE series_key = ? ORDER BY rowid", (series_key,))
+        keys = ("id", "series_key", "study_uid", "tracking_uid", "record", "has_mask", "source", "model_id",
+                "model_version", "confidence", "created_at")
+        result = []
+        for row in rows.fetchall():
+            item = dict(zip(keys, row))
+            item["record"] = json.loads(item["record"])
+            item["has_mask"] = bool(item["has_mask"])
+            history = self.nodule_decisions(item["id"])
+            item["decision"] = history[-1] if history else None
+            edited = [d["record"] for d in history if d["record"] is not None]
+            item["current"] = edited[-1] if edited else item["record"]
+            result.append(item)
+        return result
+
+    def nodule_mask(self, nodule_id: str) -> Volume | None:
+        row = self.db.execute("SELECT mask FROM nodules WHERE id = ?", (nodule_id,)).fetchone()
+        if row is None:
+            raise RadSightError(f"no nodule {nodule_id} in {self.path}")
+        return _mask_from_blob(row[0])
+
+    def decide_nodule(self, nodule_id: str, decision: str, record: dict | None = None, user: str | None = None,
+                      mask: Volume | None = None) -> None:
+        """Record the reader's decision on a nodule, with who (the login name, never a patient's) and
+        when (UTC). Earlier decisions are kept: the history is the audit trail. "edited" carries the
+        edited record (and may replace the stored mask with the edited one)."""
+        if decision not in NODULE_DECISIONS:
+            raise ValueError(f"nodule decision must be one of {NODULE_DECISIONS}; got {decision!r}")
+        if decision == "edited" and record is None:
+            raise ValueError("an 'edited' decision needs the edited record")
+        if self.db.execute("SELECT 1 FROM nodules WHERE id = ?", (nodule_id,)).fetchone() is None:
+            raise RadSightError(f"no nodule {nodule_id} in {self.path}: it may have been deleted")
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self.db:
+            self.db.execute("INSERT INTO nodule_decisions(nodule_id, decision, user, at, record_json) VALUES (?, ?, ?, ?, ?)",
+                            (nodule_id, decision, user or getpass.getuser(), at,
+                             None if record is None else json.dumps(record)))
+            if mask is not None:
+                self.db.execute("UPDATE nodules SET mask = ? WHERE id = ?", (_mask_to_blob(mask), nodule_id))
+
+    def nodule_decisions(self, nodule_id: str) -> list[dict]:
+        """Every decision on a nodule, oldest first."""
+        rows = self.db.execute("SELECT decision, user, at, record_json FROM nodule_decisions WHERE nodule_id = ? "
+                               "ORDER BY id", (nodule_id,))
+        return [{"decision": d, "user": u, "at": at, "record": None if r is None else json.loads(r)}
+                for d, u, at, r in rows]
+
+    def delete_nodule(self, nodule_id: str) -> None:
+        """Remove a nodule and its decisions."""
+        with self.db:
+            self.db.execute("DELETE FROM nodules WHERE id = ?", (nodule_id,))
+
     def table_counts(self) -> dict[str, int]:
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("studies", "series", "frames", "file_problems")}
+
+
+def _model_ref(model) -> tuple[str, str]:
+    if model is None:
+        return "", ""
+    if isinstance(model, dict):
+        return str(model.get("id") or ""), str(model.get("version") or "")
+    if isinstance(model, (tuple, list)):
+        return str(model[0]), str(model[1])
+    return str(model.id), str(model.version)
+
+
+def _mask_to_blob(mask: Volume | None) -> bytes | None:
+    """A mask with its geometry (affine, frame of reference) as compressed npz."""
+    if mask is None:
+        return None
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, voxels=np.asarray(mask.voxels, np.uint8), affine=mask.affine,
+                        frame_of_reference_uid=np.array(mask.frame_of_reference_uid or ""))
+    return buffer.getvalue()
+
+
+def _mask_from_blob(blob: bytes | None) -> Volume | None:
+    if blob is None:
+        return None
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        frame = str(data["frame_of_reference_uid"]) or None
+        return Volume(data["voxels"], data["affine"], frame)

@@ -78,3 +78,34 @@ MIGRATIONS.append(
     CREATE INDEX results_by_series ON results(series_key);
     """
 )
+
+MIGRATIONS.append(
+    # 4: lung nodules per series (AI-found or measured), with the reader's decisions on each.
+    # A mask is a small sub-grid volume (a few kB compressed), so it lives in the row as a blob.
+    """
+    CREATE TABLE nodules (
+        id TEXT PRIMARY KEY,
+        series_key TEXT NOT NULL,
+        study_uid TEXT NOT NULL DEFAULT '',
+        tracking_uid TEXT NOT NULL DEFAULT '',
+        record_json TEXT NOT NULL,
+        mask BLOB,
+        source TEXT NOT NULL CHECK (source IN ('ai', 'measured')),
+        model_id TEXT NOT NULL DEFAULT '',
+        model_version TEXT NOT NULL DEFAULT '',
+        confidence REAL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX nodules_by_series ON nodules(series_key);
+    CREATE INDEX nodules_by_tracking ON nodules(tracking_uid);
+    CREATE TABLE nodule_decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        nodule_id TEXT NOT NULL REFERENCES nodules(id) ON DELETE CASCADE,
+        decision TEXT NOT NULL CHECK (decision IN ('accepted', 'edited', 'rejected')),
+        user TEXT NOT NULL,
+        at TEXT NOT NULL,
+        record_json TEXT
+    );
+    CREATE INDEX decisions_by_nodule ON nodule_decisions(nodule_id);
+    """
+)
