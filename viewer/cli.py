@@ -326,22 +326,112 @@ def cmd_analyze(args) -> int:
     from viewer.inference.analyze import analyze
     from viewer.store import Store
 
-    if not Path(args.path).exists():
-        raise RadSightError(f"{args.path}: no such file or folder")
+    for path in [args.path, *(args.prior or [])]:
+        if not Path(path).exists():
+            raise RadSightError(f"{path}: no such file or folder")
     out = Path(args.out) if args.out else Path(args.path).resolve().parent / "radsight-results"
+    progress = StderrProgress(not args.quiet, min_total=2)
     with Store() as store:
-        data = analyze(args.path, out, args.model, store=store, provider=args.provider,
-                       progress=StderrProgress(not args.quiet, min_total=2))
+        data = analyze(args.path, out, args.model, store=store, provider=args.provider, progress=progress)
+        errors = _run_plugin_analyses(args, data, out, store, progress)
 
     def human(d):
         for m in d["models"]:
             found = ", ".join(f"{name}: {v['voxels']} voxels" for name, v in m["labels"].items())
             print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
-        for path in d["outputs"]["seg"]:
-            print(f"SEG: {path}")
+        for n in d["nodules"]:
+            lr = f", Lung-RADS {n['lung_rads']['category']}" if n.get("lung_rads") else ""
+            print(f"nodule {n['id']}: {n['type']}, {n['mean_diameter_mm']} mm, {n['volume_mm3']} mm3{lr}")
+        for key, value in d["outputs"].items():
+            for path in value if isinstance(value, list) else [value]:
+                print(f"{key}: {path}")
+
+    _emit(data, args.json, human)
+    return 1 if errors else 0
+
+
+def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[dict]:
+    """Each plugin analysis after the models, its dict merged into `data`. A failing analysis is
+    an error line on stderr naming the plugin (and an entry in data["analysis_errors"]); the
+    others still run."""
+    from viewer.plugins import contributions
+    from viewer.plugins.analysis_context import AnalysisContext, merge_result
+
+    analyses = contributions("analyses")
+    if not analyses:
+        return []
+    from viewer.dicom import load
+
+    volume = load(args.path, series_uid=data.get("series_uid"))
+    context = AnalysisContext(
+        volume=volume, study_path=Path(args.path), out_dir=out, prior_paths=[Path(p) for p in args.prior or []],
+        seg_paths={m["id"]: Path(p) for m, p in zip(data["models"], data["outputs"].get("seg", []))},
+        models=data["models"], provider=args.provider, progress=progress, store=store, summary=data)
+    errors = []
+    for analysis in analyses:
+        try:
+            result = analysis.load()(context)
+            if not isinstance(result, dict):
+                raise TypeError(f"returned a {type(result).__name__}, not a dict")
+        except Exception as exc:
+            if os.environ.get("RADSIGHT_DEBUG"):
+                raise
+            reason = str(exc) if isinstance(exc, RadSightError) else f"{type(exc).__name__}: {exc}"
+            errors.append({"plugin": analysis.plugin, "analysis": analysis.id, "error": " ".join(reason.split())})
+            print(f"radsight analyze: error: plugin {analysis.plugin}, analysis {analysis.id!r} failed: "
+                  f"{errors[-1]['error']}", file=sys.stderr)
+            continue
+        merge_result(data, result)
+    if errors:
+        data["analysis_errors"] = errors
+    return errors
+
+
+def cmd_plugins(args) -> int:
+    from viewer.plugins import discover
+
+    data = discover().to_json()
+
+    def human(d):
+        for p in d["plugins"]:
+            print(f"{p['name']} {p['version']} ({p['display_name']}) from {p['distribution'] or p['manifest']}")
+            for kind, items in p["contributions"].items():
+                print(f"  {kind}: {', '.join(c['id'] for c in items)}")
+        if not d["plugins"]:
+            print("no plugins installed")
+        for problem in d["problems"]:
+            print(f"problem: plugin {problem['plugin']}: {problem['reason']}")
 
     _emit(data, args.json, human)
     return 0
+
+
+def _plugin_command(contribution):
+    """The argparse handler of a plugin command: imports the plugin's code only when it runs."""
+
+    def run(args) -> int:
+        return int(contribution.load()(args) or 0)
+
+    return run
+
+
+def _add_plugin_commands(sub) -> None:
+    """Subcommands contributed by plugins, built from their manifests' declared arguments so that
+    parsing needs none of the plugins' code. A name the core already uses is a plugin problem."""
+    from viewer.plugins import PluginProblem, discover
+
+    plugins = discover()
+    for command in plugins.contributions("commands"):
+        if command.id in sub.choices:
+            plugins.add_problem(PluginProblem(command.plugin, command.spec.python_name or "",
+                                              f"command {command.id!r} is a built-in radsight command; "
+                                              "the plugin's is not added"))
+            continue
+        p = sub.add_parser(command.id, help=f"{command.title} [plugin {command.plugin}]")
+        for argument in command.spec.arguments:
+            argument.add_to(p)
+        p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        p.set_defaults(func=_plugin_command(command))
 
 
 def cmd_explain(args) -> int:
@@ -442,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run the applicable AI models and write DICOM SEG")
     p.add_argument("path")
     p.add_argument("--model", action="append", help="model id (repeatable); default: all applicable")
+    p.add_argument("--prior", action="append", help="an older study of the same patient (repeatable), for "
+                                                     "the plugins' tracking and growth")
     p.add_argument("--out", help="folder for the results (default: radsight-results beside PATH)")
     p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=None)
     p.add_argument("--json", action="store_true")
@@ -497,6 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=60)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_render)
+
+    p = sub.add_parser("plugins", help="installed plugins, their contributions and plugin problems")
+    plugins = p.add_subparsers(dest="plugins_command", required=True)
+    m = plugins.add_parser("list", help="plugins found through the radsight.plugins entry points")
+    m.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    _add_plugin_commands(sub)
     return parser
 
 

@@ -51,18 +51,35 @@ def discover(extra_folders: list[Path] | None = None) -> Registry:
     """Every model under the bundled and user folders (one level deep), newest version first."""
     registry = Registry()
     roots = [BUNDLED, user_models_dir()] + list(extra_folders or [])
-    for root in roots:
-        if not root.is_dir():
+    folders = [folder for root in roots if root.is_dir()
+               for folder in sorted(p for p in root.iterdir() if p.is_dir())]
+    folders += plugin_model_folders()
+    for folder in folders:
+        card_path = find_card(folder)
+        if card_path is None:
             continue
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            card_path = find_card(folder)
-            if card_path is None:
-                continue
-            try:
-                registry.cards.append(ModelCard.from_file(card_path))
-            except ModelCardError as exc:
-                registry.problems.append((card_path, str(exc)))
+        try:
+            registry.cards.append(ModelCard.from_file(card_path))
+        except ModelCardError as exc:
+            registry.problems.append((card_path, str(exc)))
     return registry
+
+
+def plugin_model_folders() -> list[Path]:
+    """Model folders that plugins contribute (manifest `models`): a contributed path is one model
+    folder (it holds a card) or a folder of model folders. Reading manifests imports no plugin code."""
+    from viewer.plugins import contributions
+
+    folders: list[Path] = []
+    for contribution in contributions("models"):
+        path = contribution.path
+        if path is None or not path.is_dir():
+            continue
+        if find_card(path) is not None:
+            folders.append(path)
+        else:
+            folders += sorted(p for p in path.iterdir() if p.is_dir())
+    return folders
 
 
 def validate(folder: Path | str) -> ModelCard:
