@@ -3,7 +3,7 @@
 #   bash packaging/bootstrap.sh demo   # set up, make the synthetic demo studies, analyse, open the viewer
 #   bash packaging/bootstrap.sh test   # set up, run the whole test suite
 # Installs missing system packages (when root or sudo is available), creates .venv, installs
-# RadSight with the CPU build of torch (packaging/constraints.txt). Safe to run again.
+# RadSight with the CPU build of torch (packaging/constraints.txt) and the plugins in plugins/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -48,7 +48,8 @@ find_python() {
 setup_venv() {
     local py stamp want
     py=$(find_python)
-    want=$(cat pyproject.toml packaging/constraints.txt | sha256sum | cut -d' ' -f1)
+    # Plugins that ship with RadSight (plugins/*/pyproject.toml) are part of what is installed.
+    want=$(cat pyproject.toml packaging/constraints.txt plugins/*/pyproject.toml | sha256sum | cut -d' ' -f1)
     stamp=.venv/.radsight-installed
     if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
@@ -60,6 +61,10 @@ setup_venv() {
     say "installing RadSight and its dependencies into .venv (first time: a few minutes, ~2.7 GB)"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -c packaging/constraints.txt -e ".[test]"
+    for plugin in plugins/*/; do
+        say "installing the plugin in $plugin"
+        .venv/bin/python -m pip install -q -c packaging/constraints.txt -e "$plugin"
+    done
     echo "$want" > "$stamp"
 }
 
