@@ -354,7 +354,7 @@ def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[d
     """Each plugin analysis after the models, its dict merged into `data`. A failing analysis is
     an error line on stderr naming the plugin (and an entry in data["analysis_errors"]); the
     others still run."""
-    from viewer.plugins import contributions
+    from viewer.plugins import PluginError, contributions
     from viewer.plugins.analysis_context import AnalysisContext, merge_result
 
     analyses = contributions("analyses")
@@ -376,10 +376,13 @@ def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[d
         except Exception as exc:
             if os.environ.get("RADSIGHT_DEBUG"):
                 raise
-            reason = str(exc) if isinstance(exc, RadSightError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, PluginError):  # its message names the plugin already
+                reason = str(exc)
+            else:
+                what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RadSightError) else str(exc)
+                reason = f"plugin {analysis.plugin}: {analysis.what} failed: {what}"
             errors.append({"plugin": analysis.plugin, "analysis": analysis.id, "error": " ".join(reason.split())})
-            print(f"radsight analyze: error: plugin {analysis.plugin}, analysis {analysis.id!r} failed: "
-                  f"{errors[-1]['error']}", file=sys.stderr)
+            print(f"radsight analyze: error: {errors[-1]['error']}", file=sys.stderr)
             continue
         merge_result(data, result)
     if errors:

@@ -20,6 +20,8 @@ from viewer.core.errors import RadSightError
 from viewer.plugins.manifest import KINDS, ContributionSpec, Manifest, ManifestError
 
 GROUP = "radsight.plugins"
+SINGULAR = {"commands": "command", "analyses": "analysis", "panels": "panel",
+            "report_templates": "report template", "models": "model folder"}
 
 
 class PluginError(RadSightError):
@@ -74,6 +76,11 @@ class Contribution:
         return self.spec.kind
 
     @property
+    def what(self) -> str:
+        """"analysis 'nodules'": how messages name this contribution."""
+        return f"{SINGULAR[self.kind]} {self.id!r}"
+
+    @property
     def id(self) -> str:
         return self.spec.id
 
@@ -92,7 +99,7 @@ class Contribution:
             return self._loaded
         name = self.spec.python_name
         if name is None:
-            raise PluginError(f"plugin {self.plugin}: {self.kind} {self.id!r} is a file ({self.path}), not code")
+            raise PluginError(f"plugin {self.plugin}: {self.what} is a file ({self.path}), not code")
         module_name, _, attr = name.partition(":")
         try:
             obj = importlib.import_module(module_name)
@@ -100,17 +107,17 @@ class Contribution:
                 obj = getattr(obj, part)
         except Exception as exc:  # a plugin's import may fail in any way; it must not stop RadSight
             if isinstance(exc, ModuleNotFoundError) and exc.name and (module_name + ".").startswith(exc.name + "."):
-                reason = (f"{self.kind} {self.id!r}: module {exc.name} is not installed (python_name {name}); "
+                reason = (f"{self.what}: module {exc.name} is not installed (python_name {name}); "
                           "the plugin is incomplete or was installed without its code")
             elif isinstance(exc, AttributeError):
-                reason = f"{self.kind} {self.id!r}: {module_name} has no attribute {attr!r} (python_name {name})"
+                reason = f"{self.what}: {module_name} has no attribute {attr!r} (python_name {name})"
             else:
-                reason = (f"{self.kind} {self.id!r}: importing {name} failed: {type(exc).__name__}: {exc}"
+                reason = (f"{self.what}: importing {name} failed: {type(exc).__name__}: {exc}"
                           " (a bug in the plugin or a missing dependency of it)")
             self.owner.add_problem(PluginProblem(self.plugin, name, reason))
             raise PluginError(f"plugin {self.plugin}: {reason}") from exc
         if not callable(obj):
-            reason = f"{self.kind} {self.id!r}: {name} is a {type(obj).__name__}, not something that can be called"
+            reason = f"{self.what}: {name} is a {type(obj).__name__}, not something that can be called"
             self.owner.add_problem(PluginProblem(self.plugin, name, reason))
             raise PluginError(f"plugin {self.plugin}: {reason}")
         self._loaded = obj
