@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,8 @@ contributions:
       python_name: goodplug.tools:echo
   report_templates:
     - templates/short.md
+  models:
+    - models
 """
 
 TOOLS = """
@@ -127,6 +130,11 @@ def site(tmp_path_factory):
                "      python_name: dupplug.tools:hello\n"))
     for package, text in BROKEN.items():
         _distribution(site, package, package, package, text)
+    # A model folder shipped by the plugin: the bundled classifier under another id.
+    model = site / "goodplug" / "models" / "classifier"
+    shutil.copytree(ROOT / "models" / "radsight-demo-nodule-classifier", model)
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps(dict(card, id="plugin-classifier")))
     sys.path.insert(0, str(site))
     yield site
     sys.path.remove(str(site))
@@ -153,6 +161,15 @@ def test_a_valid_plugin_is_found_with_its_contributions(plugins, site):
     assert panel.spec.area == "left"
     (template,) = [c for c in plugins.contributions("report_templates") if c.plugin == "good"]
     assert template.path == site / "goodplug" / "templates" / "short.md" and template.id == "short"
+
+
+def test_plugin_models_join_the_model_registry(plugins, site):
+    from viewer.inference.registry import discover as discover_models
+
+    registry = discover_models()
+    card = registry.get("plugin-classifier")
+    assert card.path == site / "goodplug" / "models" / "classifier" / "model.onnx"
+    assert card.task == "classification" and registry.get("radsight-demo-nodule-classifier").path != card.path
 
 
 def test_discovery_imports_no_plugin_code(plugins):
