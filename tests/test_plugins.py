@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from argparse import Namespace
 from pathlib import Path
 
