@@ -68,6 +68,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.grid_host)
         self._build_browser()
         self._build_status()
+        self.plugin_docks: dict[str, QDockWidget] = {}
+        self.panel_problems: list[str] = []  # panel factories that failed, with the reason
         self._build_menus()
         self.set_layout(self.settings.value("layout", "2x2"))
         self.state.message.connect(lambda m: self.statusBar().showMessage(m, 10000))
@@ -193,6 +195,7 @@ class MainWindow(QMainWindow):
 
         for name in VOLUME_PRESETS:
             volume_menu.addAction(QAction(name, self, triggered=lambda _=False, name=name: self.views["3d"].set_preset(name)))
+        self._build_panels_menu(view_menu.addMenu("Plugin panels"))
         tools_menu = self.menuBar().addMenu("&Tools")
         for (kind, title), key in zip(TOOLS, ("Esc", "Ctrl+L", "Ctrl+G", "Ctrl+E", "Ctrl+P")):
             tools_menu.addAction(QAction(title, self, shortcut=QKeySequence(key),
@@ -200,7 +203,72 @@ class MainWindow(QMainWindow):
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(QAction("Keyboard shortcuts", self, shortcut=QKeySequence.HelpContents,
                                     triggered=self.show_shortcuts))
+        help_menu.addAction(QAction("Plugin problems...", self, triggered=self.show_plugin_problems))
         help_menu.addAction(QAction("About RadSight", self, triggered=self.show_about))
+
+    # plugin panels and tools ---------------------------------------------------------------
+    def _build_panels_menu(self, menu) -> None:
+        """One entry per panel contribution; its dock is made on first use (the plugin's code is
+        imported only then)."""
+        from viewer.plugins import contributions
+
+        self.panel_contributions = {c.id: c for c in contributions("panels")}
+        for c in self.panel_contributions.values():
+            menu.addAction(QAction(c.title or c.id, self, triggered=lambda _=False, cid=c.id: self.open_panel(cid)))
+        if not self.panel_contributions:
+            menu.addAction(QAction("(no plugin panels installed)", self, enabled=False))
+
+    def open_panel(self, contribution_id: str) -> QWidget | None:
+        """Show a plugin's panel in its dock, creating it the first time; a failing factory is
+        listed under Help > Plugin problems and the window goes on without it."""
+        if contribution_id in self.plugin_docks:
+            dock = self.plugin_docks[contribution_id]
+            dock.show()
+            dock.raise_()
+            return dock.widget()
+        contribution = self.panel_contributions.get(contribution_id)
+        if contribution is None:
+            self.state.message.emit(f"No plugin panel '{contribution_id}' is installed")
+            return None
+        try:
+            widget = contribution.load()(self)
+            if not isinstance(widget, QWidget):
+                raise TypeError(f"the factory returned a {type(widget).__name__}, not a QWidget")
+        except Exception as exc:  # a plugin's bug must never stop the viewer
+            reason = f"plugin {contribution.plugin}: panel '{contribution_id}' could not be created: {type(exc).__name__}: {exc}"
+            self.panel_problems.append(reason)
+            self.state.message.emit(reason + " (Help > Plugin problems)")
+            return None
+        dock = QDockWidget(contribution.title or contribution_id, self)
+        dock.setObjectName(f"plugin-{contribution.plugin}-{contribution_id}")
+        dock.setWidget(widget)
+        area = {"left": Qt.LeftDockWidgetArea, "top": Qt.TopDockWidgetArea,
+                "bottom": Qt.BottomDockWidgetArea}.get(contribution.spec.area or "right", Qt.RightDockWidgetArea)
+        self.addDockWidget(area, dock)
+        if area == Qt.RightDockWidgetArea:
+            self.tabifyDockWidget(self.panel_area, dock)
+        dock.show()
+        dock.raise_()
+        self.plugin_docks[contribution_id] = dock
+        return widget
+
+    def plugin_problem_lines(self) -> list[str]:
+        """Discovery problems (bad manifests, failed imports) and panels that failed to build."""
+        from viewer.plugins import problems
+
+        return [f"{p} ({p.where})" for p in problems()] + list(self.panel_problems)
+
+    def show_plugin_problems(self) -> None:
+        lines = self.plugin_problem_lines()
+        text = "\n\n".join(lines) if lines else "Every installed plugin loaded without problems."
+        QMessageBox.information(self, "Plugin problems", text)
+
+    def register_tool(self, kind: str, handler) -> None:
+        """Give a plugin's tool (a slice_view.ToolHandler) the left mouse button in every slice view
+        of the current study while `state.tool == kind`."""
+        for name, view in self.views.items():
+            if isinstance(view, SliceView) and not name.startswith("prior-"):
+                view.tool_handlers[kind] = handler
 
     # actions ----------------------------------------------------------------------------
     def _show_readout(self, text: str) -> None:

@@ -6,9 +6,15 @@ changes window/level, middle drag pans. Keys: arrows and Page Up/Down scroll, 1-
 presets, R resets zoom, [ ] and { } turn the plane (oblique MPR), O makes it orthogonal again,
 C plays or stops cine, Enter closes a polygon, Esc cancels, Delete removes the selected
 measurement. Everything a view shows comes from the state, so views stay in sync.
+
+Tools contributed by plugins (click-to-measure, a brush) register a handler per tool name in
+`tool_handlers`; while that tool is the state's tool, left-button press, drag and release go to
+the handler with the LPS point under the mouse, and the view does nothing else with them.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import vtk
@@ -25,6 +31,16 @@ from viewer.render.slice_scene import SliceScene
 SCROLL_KEYS = {Qt.Key_Up: 1, Qt.Key_Down: -1, Qt.Key_PageUp: 10, Qt.Key_PageDown: -10}
 # Oblique MPR: turn the plane by 5 degrees about the screen's vertical or horizontal axis.
 ROTATE_KEYS = {"[": (-5.0, "up"), "]": (5.0, "up"), "{": (-5.0, "right"), "}": (5.0, "right")}
+
+
+class ToolHandler(Protocol):
+    """What a plugin's tool does with the left mouse button; `point` is LPS mm on the view's plane."""
+
+    def press(self, view: "SliceView", point: np.ndarray) -> None: ...
+
+    def move(self, view: "SliceView", point: np.ndarray) -> None: ...
+
+    def release(self, view: "SliceView", point: np.ndarray) -> None: ...
 
 
 class _VTKWidget(QVTKRenderWindowInteractor):
@@ -69,6 +85,7 @@ class SliceView(QWidget):
         self.draft: list[np.ndarray] = []
         self.editing: tuple[Measurement, int] | None = None
         self.selected_id: str | None = None
+        self.tool_handlers: dict[str, ToolHandler] = {}
         self.zoom = 1.0
         self.widget = _VTKWidget(self)
         layout = QVBoxLayout(self)
@@ -161,6 +178,16 @@ class SliceView(QWidget):
     def refresh(self) -> None:
         self.render_window.Render()
 
+    def lps_to_display(self, point) -> tuple[float, float]:
+        """LPS point (projected onto this view's plane) to the widget pixel (Qt, top-left origin)."""
+        p = np.asarray(point, float)
+        ren = self.scene.renderer
+        ratio = self.widget.devicePixelRatioF()
+        ren.SetWorldPoint(float(p @ self.scene.right), float(p @ self.scene.up), 0, 1)
+        ren.WorldToDisplay()
+        px, py, _ = ren.GetDisplayPoint()
+        return px / ratio, self.widget.height() - py / ratio
+
     def reset_camera(self) -> None:
         if self.scene is None:
             return
@@ -187,6 +214,9 @@ class SliceView(QWidget):
         if ev.button() != Qt.LeftButton:
             return
         tool = self.state.tool
+        if tool in self.tool_handlers:
+            self.tool_handlers[tool].press(self, point)
+            return
         if tool in ("line", "ellipse"):
             self.draft = [point, point]
         elif tool in ("angle", "polygon"):
@@ -201,8 +231,14 @@ class SliceView(QWidget):
         self.redraw_measurements()
 
     def mouse_release(self, ev) -> None:
+        button = self.drag[0] if self.drag is not None else None
         self.drag = None
         tool = self.state.tool
+        if tool in self.tool_handlers:
+            if button == Qt.LeftButton and self.scene is not None:
+                pos = ev.position()
+                self.tool_handlers[tool].release(self, self.display_to_lps(pos.x(), pos.y()))
+            return
         if tool in ("line", "ellipse") and len(self.draft) == 2:
             a, b = self.draft
             if tool == "line" and np.linalg.norm(b - a) > 0.1:
@@ -273,7 +309,9 @@ class SliceView(QWidget):
         if self.drag is None:
             return
         button, x0, y0, (w0, l0) = self.drag
-        if button == Qt.LeftButton and self.editing is not None:
+        if button == Qt.LeftButton and self.state.tool in self.tool_handlers:
+            self.tool_handlers[self.state.tool].move(self, point)
+        elif button == Qt.LeftButton and self.editing is not None:
             m, n = self.editing
             points = list(m.points)
             points[n] = tuple(point)
