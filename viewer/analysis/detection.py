@@ -1,0 +1,254 @@
+"""AI-assisted nodule detection: candidates, false-positive reduction, and a measurement for each.
+
+Candidates come from the segmentation model's nodule channel when it has any, and from a blob
+detector inside the lung (viewer.analysis.candidates) always, because the bundled model's nodule
+channel never learned. Each candidate is then measured with `measure_at`, which refuses vessels,
+the chest wall and empty lung with a reason; what it measures must be 3-30 mm across (the
+Lung-RADS range of a nodule), mostly surrounded by lung (a piece of the hilum or the diaphragm is
+not), about as full as an ellipsoid, and not the same nodule as an earlier detection. The bundled type classifier, when given,
+adds class probabilities and raises or lowers the score.
+
+Every Detection says which method found it, which models took part and how its score was made,
+so a reader can judge an AI finding before accepting, editing or rejecting it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from viewer.analysis.candidates import (Candidate, blob_candidates, channel_candidates, search_region,
+                                        threshold_lung_mask)
+from viewer.analysis.nodules import AERATED_HU, MeasurementError, NoduleMeasurement, measure_at
+from viewer.core.errors import RadSightError
+from viewer.core.results import Classification, ModelRef
+from viewer.core.volume import Volume
+
+METHOD_CHANNEL = "seg-model nodule channel"
+METHOD_BLOB = "lung-mask blob detector"
+MIN_DIAMETER_MM = 3.0
+MAX_DIAMETER_MM = 30.0
+DENSE_HU = -700.0          # denser than aerated lung: what a nodule is made of (ground glass included)
+MIN_INSCRIBED_MM = 0.8     # a >= 4 mm nodule has a core this far from lung (voxel centres); thinner = small vessel
+MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lung; the hilum and diaphragm have less
+MIN_FILL = 0.6             # volume / sphere of the mean diameter: a nodule is a (near) ellipsoid, a vessel fork is not
+SEG_MODEL_ID = "radsight-demo-lung-nodule-seg"
+CLASSIFIER_ID = "radsight-demo-nodule-classifier"
+
+Progress = Callable[[int, int, str], None]
+Classifier = Callable[[Volume, tuple[float, float, float]], Classification]
+
+
+class DetectionError(RadSightError):
+    """Detection cannot run on this volume; the message says why and names the series."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One AI-detected nodule with its measurement and provenance."""
+
+    measurement: NoduleMeasurement
+    score: float                                  # confidence in [0, 1]; `score_basis` says how it was made
+    method: str                                   # METHOD_CHANNEL or METHOD_BLOB
+    models: tuple[ModelRef, ...]
+    class_probabilities: dict[str, float] = field(default_factory=dict)  # solid / part-solid / ground-glass
+    score_basis: str = ""
+
+    def to_json(self) -> dict:
+        return {**self.measurement.to_json(), "score": round(self.score, 3), "method": self.method,
+                "score_basis": self.score_basis,
+                "models": [{"id": m.id, "version": m.version} for m in self.models],
+                "class_probabilities": {k: round(v, 3) for k, v in self.class_probabilities.items()}}
+
+
+def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_probability: Volume | None = None,
+                   classifier: Classifier | None = None, progress: Progress | None = None,
+                   cancelled: Callable[[], bool] | None = None, models: tuple[ModelRef, ...] = ()) -> list[Detection]:
+    """Nodules in a CT volume (HU), highest score first.
+
+    `lung_mask`: nonzero = lung, on the study grid; None uses a threshold lung mask (no model
+    needed). `nodule_probability`: a model's nodule probability on the study grid, if any.
+    `classifier(volume, point_lps) -> Classification` scores each nodule's type. `models`: the
+    models behind the masks, recorded in every detection. `cancelled()` is checked between
+    candidates; when it returns True detection stops and returns what it has.
+    """
+    _check_ct(volume)
+    if lung_mask is None:
+        lung_mask = threshold_lung_mask(volume)
+    for name, other in (("lung mask", lung_mask), ("nodule probability", nodule_probability)):
+        if other is not None and other.shape != volume.shape:
+            raise DetectionError(f"the {name} has shape {other.shape} (z, y, x) but the CT volume "
+                                 f"{_name(volume)} has {volume.shape}: it belongs to another series")
+    if not np.any(lung_mask.voxels):
+        raise DetectionError(f"no lung found in {_name(volume)}: the lung mask is empty "
+                             "(is this a chest CT? is the lung in the field of view?)")
+    say = progress or (lambda done, total, message: None)
+    stop = cancelled or (lambda: False)
+    say(0, 1, "finding the lungs' search region")
+    region = search_region(lung_mask.voxels, volume)
+    candidates: list[Candidate] = []
+    if nodule_probability is not None:
+        candidates += channel_candidates(nodule_probability)
+    candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
+    detections: list[Detection] = []
+    for n, candidate in enumerate(candidates):
+        if stop():
+            break
+        say(n, len(candidates), f"measuring candidate {n + 1} of {len(candidates)}")
+        if any(_inside(d.measurement, candidate.point_lps) for d in detections):
+            continue
+        try:
+            m = measure_at(volume, candidate.point_lps)
+        except MeasurementError:
+            continue
+        if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_DIAMETER_MM:
+            continue
+        if _air_contact(volume, m) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
+            continue
+        if any(_same_nodule(d.measurement, m) for d in detections):
+            continue
+        detections.append(_detection(volume, candidate, m, classifier, models))
+    say(len(candidates), len(candidates), f"{len(detections)} nodules detected")
+    return sorted(detections, key=lambda d: -d.score)
+
+
+def detect_in_study(volume: Volume, provider: str | None = None, progress: Progress | None = None,
+                    cancelled: Callable[[], bool] | None = None, registry=None) -> list[Detection]:
+    """Detection with the bundled models: the segmentation model's lung channel (and its nodule
+    channel, when it yields any) and the type classifier for the scores."""
+    from viewer.inference.registry import discover
+    from viewer.inference.run import classify, segment
+
+    _check_ct(volume)
+    registry = registry or discover()
+    seg_card = registry.get(SEG_MODEL_ID)
+    classifier_card = registry.get(CLASSIFIER_ID)
+    mask = segment(volume, seg_card, provider=provider, progress=progress, cancelled=cancelled)
+    lung_value = next(i.value for i in mask.label_info if i.name.lower() == "lung")
+    nodule_value = next((i.value for i in mask.label_info if "nodule" in i.name.lower()), None)
+    labels = mask.labels.voxels
+    lung = mask.labels.with_voxels(((labels == lung_value) | (labels == nodule_value)).astype(np.uint8))
+    probability = None
+    if nodule_value is not None and np.any(labels == nodule_value) and mask.confidence is not None:
+        # The argmax label's confidence is the nodule probability where the label is nodule.
+        probability = mask.labels.with_voxels(np.where(labels == nodule_value, mask.confidence.voxels, 0.0)
+                                              .astype(np.float32), unit="1")
+
+    def classifier(vol: Volume, point) -> Classification:
+        return classify(vol, classifier_card, point, provider=provider)
+
+    return detect_nodules(volume, lung, probability, classifier, progress, cancelled,
+                          models=(seg_card.ref, classifier_card.ref))
+
+
+def _check_ct(volume: Volume) -> None:
+    modality = volume.source.modality
+    if modality not in ("CT", None, ""):
+        raise DetectionError(f"nodule detection needs a CT series in Hounsfield units; {_name(volume)} is "
+                             f"{modality}. Open the chest CT of this study instead")
+
+
+def _name(volume: Volume) -> str:
+    source = volume.source
+    if source.path:
+        return f"series {source.series_number or ''} ({source.path})".replace("  ", " ")
+    return f"series {source.series_uid or '(unnamed)'}"
+
+
+def _detection(volume: Volume, candidate: Candidate, m: NoduleMeasurement, classifier: Classifier | None,
+               models: tuple[ModelRef, ...]) -> Detection:
+    if candidate.source == "channel":
+        method, score = METHOD_CHANNEL, candidate.response
+        basis = "mean nodule probability of the segmentation model's component"
+    else:
+        method, score = METHOD_BLOB, candidate.shape
+        basis = ("Hessian isotropy at the blob's scale (weakest / strongest curvature: 1 = sphere, "
+                 "0 = tube)")
+    probabilities: dict[str, float] = {}
+    if classifier is not None:
+        result = classifier(volume, m.centre_lps_mm)
+        probabilities = {_type_name(c.name): float(p) for c, p in zip(result.classes, result.probabilities)}
+        agreement = probabilities.get(m.type, 0.0)
+        score = 0.5 * (score + agreement)
+        basis += f"; averaged with {result.model}'s probability of the measured type ({m.type})"
+        if result.model not in models:
+            models = models + (result.model,)
+    if candidate.source == "blob" and not models:
+        basis += "; no model took part (threshold lung mask)"
+    return Detection(m, float(np.clip(score, 0.0, 1.0)), method, tuple(models), probabilities, basis)
+
+
+def _type_name(class_name: str) -> str:
+    """'Ground-glass nodule' -> 'ground-glass', matching NoduleMeasurement.type."""
+    name = class_name.lower().replace(" nodule", "").strip()
+    return name.replace(" ", "-")
+
+
+def _mask_points(m: NoduleMeasurement) -> np.ndarray:
+    k, j, i = np.nonzero(m.mask.voxels)
+    return m.mask.index_to_lps(np.stack([i, j, k], axis=1))
+
+
+def _inside(m: NoduleMeasurement, point) -> bool:
+    """Whether a point (LPS mm) falls in a measured nodule's mask: measuring it again is redundant."""
+    ijk = np.rint(m.mask.lps_to_index(point)).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= np.array(m.mask.shape[::-1])):
+        return False
+    return bool(m.mask.voxels[ijk[2], ijk[1], ijk[0]])
+
+
+def _same_nodule(a: NoduleMeasurement, b: NoduleMeasurement) -> bool:
+    """Two measurements of one nodule: centres within half the smaller radius, or either centre
+    inside the other's mask."""
+    distance = float(np.linalg.norm(np.subtract(a.centre_lps_mm, b.centre_lps_mm)))
+    radius = 0.25 * min(a.mean_diameter_mm, b.mean_diameter_mm)
+    return distance <= max(radius, 1.0) or _inside(a, b.centre_lps_mm) or _inside(b, a.centre_lps_mm)
+
+
+def _thick_enough(volume: Volume, point) -> bool:
+    """Dense tissue at least MIN_INSCRIBED_MM deep within 2 mm of the point: the core of a nodule
+    of 4 mm or more; small vessels are thinner. A cheap test that spares most vessel candidates a
+    full measurement. Exact Euclidean distance on a small patch (reach 6 mm) suffices because only
+    distances up to the threshold matter."""
+    spacing = np.array(volume.spacing)[::-1]
+    centre = np.rint(volume.lps_to_index(point)[::-1]).astype(int)
+    reach = np.ceil(6.0 / spacing).astype(int)
+    lo = np.maximum(centre - reach, 0)
+    hi = np.minimum(centre + reach + 1, volume.shape)
+    patch = volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] > DENSE_HU
+    if not patch.any():
+        return False
+    depth = ndimage.distance_transform_edt(patch, sampling=spacing)
+    near = np.ceil(2.0 / spacing).astype(int)
+    c = centre - lo
+    window = depth[max(c[0] - near[0], 0):c[0] + near[0] + 1, max(c[1] - near[1], 0):c[1] + near[1] + 1,
+                   max(c[2] - near[2], 0):c[2] + near[2] + 1]
+    # scipy measures to the nearest background voxel centre; nodules.py's maps measure between
+    # boundary voxel centres, a voxel less: the threshold is stated in the latter.
+    return bool(window.size and window.max() - float(min(spacing)) >= MIN_INSCRIBED_MM)
+
+
+def _fill(m: NoduleMeasurement) -> float:
+    """Volume over that of the sphere with the mean axial diameter: about 1 for an ellipsoid
+    (0.6 for one flattened 1.7:1 along z); a fork of vessels or a wedge at the diaphragm, whose
+    largest section is much wider than its body, fills less."""
+    return m.volume_mm3 / (np.pi / 6 * m.mean_diameter_mm ** 3)
+
+
+def _air_contact(volume: Volume, m: NoduleMeasurement) -> float:
+    """Share of the shell 1-2 mm outside the nodule that is aerated lung. A nodule lies in lung
+    (free: ~1; at the pleura or a vessel: still more than half); a piece of the hilum, the
+    mediastinum or the diaphragm that measured as a blob is mostly wrapped in soft tissue."""
+    mask = m.mask.voxels > 0
+    spacing = np.array(m.mask.spacing)[::-1]
+    outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    shell = (outside > 1.0) & (outside <= 2.0 + float(max(spacing)) / 2)
+    start = np.rint(volume.lps_to_index(m.mask.index_to_lps([0, 0, 0]))).astype(int)[::-1]
+    nz, ny, nx = mask.shape
+    hu = volume.voxels[start[0]:start[0] + nz, start[1]:start[1] + ny, start[2]:start[2] + nx]
+    if hu.shape != mask.shape or not shell.any():
+        return 1.0
+    return float(np.mean(hu[shell] < AERATED_HU))
