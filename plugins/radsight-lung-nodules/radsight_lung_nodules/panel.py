@@ -76,7 +76,7 @@ def cells(item: NoduleItem, volume: Volume | None) -> list[tuple[str, object]]:
 
     return [(item.label, item.label), location, (str(r.get("type", "")), r.get("type")),
             number(r.get("mean_diameter_mm")), number(r.get("volume_mm3"), 0),
-            number(change, 0) if prior else ("new" if r.get("prior") is None and item.source == "ai" else "", None),
+            number(change, 0),
             number(vdt, 0), (category or "", category), (item.source_text(), item.confidence), (item.status, item.status)]
 
 
@@ -127,6 +127,10 @@ class NodulePanel(QWidget):
         self.radius.setSuffix(" mm")
         self.radius.setValue(self.brush_tool.radius_mm)
         self.radius.valueChanged.connect(lambda v: setattr(self.brush_tool, "radius_mm", float(v)))
+        self.align_button = QPushButton("Align prior")
+        self.align_button.setToolTip("Register the prior study to this one, so that side-by-side views show the "
+                                     "same anatomy (File > Open prior study first)")
+        self.align_button.clicked.connect(self.align_prior)
         self.export_button = QPushButton("Export chart...")
         self.export_button.clicked.connect(self.choose_export)
         self.table = QTableWidget(0, len(COLUMNS))
@@ -134,6 +138,7 @@ class NodulePanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.AscendingOrder)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._row_selected)
         self.status = QLabel("")
@@ -142,7 +147,7 @@ class NodulePanel(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(200)
         top = QHBoxLayout()
-        for w in (self.measure_button, self.detect_button, self.export_button):
+        for w in (self.measure_button, self.detect_button, self.align_button, self.export_button):
             top.addWidget(w)
         decide = QHBoxLayout()
         for w in (self.accept_button, self.reject_button, self.edit_button, self.erase_box, QLabel("Brush"), self.radius):
@@ -326,6 +331,26 @@ class NodulePanel(QWidget):
             self.nodules.add(detection_record(d, f"A{n}"), "ai", mask=d.measurement.mask,
                              model=model, confidence=float(d.score))
         self.show_status(f"{len(detections)} nodule(s) found by AI: review each (Accept / Edit contour / Reject)")
+
+    def align_prior(self):
+        """Register prior and current in the background and link their views through the result."""
+        prior, current = self.window.prior_state.volume, self.state.volume
+        if prior is None or current is None:
+            self.show_status("Open a prior study beside this one first (File > Open prior study)")
+            return None
+
+        def work(progress, cancelled):
+            from viewer.analysis.registration import register
+
+            return register(prior, current, progress=progress)
+
+        return self.window.run_job(work, "Registering prior and current", self._aligned)
+
+    def _aligned(self, registration) -> None:
+        # Registration.matrix maps prior LPS to current LPS; the comparison link wants the inverse.
+        self.window.comparison.set_transform(np.linalg.inv(registration.matrix))
+        self.window.comparison.linked = True
+        self.show_status(f"Prior aligned to current ({registration.method}); the views follow through the registration")
 
     # contour editing ---------------------------------------------------------------------
     def _toggle_edit(self, on: bool) -> None:
