@@ -15,19 +15,19 @@ How it works:
   follow-up), "persisting" (seen now and before), "missed" (not seen now but seen again later:
   most likely missed by detection), "resolved" (not seen now nor later), None before it exists.
 
-The tracking UID is a DICOM UID (2.25.<int>, pydicom.uid.generate_uid) derived from the baseline
-study UID, the study where the track starts and the track's first centre in that study's own
-frame, so re-running the tracker on the same inputs, or with more follow-ups added, gives the
+The tracking UID is a DICOM UID (2.25.<UUID as an integer>) derived by name (UUID version 5)
+from the baseline study UID, the study where the track starts and the track's first centre in
+that study's own frame, so re-running the tracker on the same inputs, or with more follow-ups added, gives the
 same UID. Human labels "N1", "N2", ... order the tracks by their latest volume, largest first.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydicom.uid import generate_uid
 from scipy.optimize import linear_sum_assignment
 
 from viewer.analysis.growth import DEFAULT_RELATIVE_ERROR, Growth, growth
@@ -254,6 +254,8 @@ def _build(obs: list[tuple[int, int]], ordered: tuple[TimePoint, ...], days: tup
     steps = tuple(Step(a.timepoint, b.timepoint, between(a, b)) for a, b in zip(observations, observations[1:]))
     overall = between(observations[0], observations[-1]) if len(observations) > 1 else None
     origin = ordered[first].nodules[observations[0].nodule].centre_lps_mm
-    uid = generate_uid(prefix=None, entropy_srcs=[
-        ordered[0].study_uid, ordered[first].study_uid, ",".join(f"{float(v):.1f}" for v in origin)])
+    # A name-based UUID (RFC 4122 version 5) in the 2.25 arc (ITU-T X.667): deterministic, unlike
+    # pydicom's generate_uid(prefix=None), which ignores its entropy and returns a random UUID.
+    name = "|".join([ordered[0].study_uid, ordered[first].study_uid, ",".join(f"{float(v):.1f}" for v in origin)])
+    uid = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
     return Track(uid, "", observations, tuple(statuses), steps, overall), observations[-1].volume_mm3
