@@ -305,9 +305,9 @@ def test_measured_demo_vdt_within_15_percent(tmp_path):
         first = next(s for s in states if s["present"])
         if first["vdt_days"] is None or first["vdt_days"] <= 0 or first["juxtapleural"] or first["juxtavascular"]:
             continue
-        if first["equivalent_diameter_mm"] < 5.0 or len(tr.observations) < 2:
+        if round(first["equivalent_diameter_mm"], 3) < 5.0 or len(tr.observations) < 2:  # 5 mm nodules are 4.99999... in the truth
             continue
         assert tr.overall.vdt_days == pytest.approx(first["vdt_days"], rel=0.15), \
             (nodule_id, tr.overall.vdt_days, first["vdt_days"])
         checked.append(nodule_id)
-    assert len(checked) >= 2, checked
+    assert len(checked) >= 3, checked  # seed 37: N1 (200 days), N2 (400), the new N4 (180)

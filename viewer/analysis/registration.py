@@ -9,12 +9,13 @@ Method, all on copies resampled to REGISTRATION_SPACING_MM (speed; nodule centre
 millimetre, which sub-voxel optimisation of a 2.5 mm grid gives):
 - intensities clipped to a lung window, so air, lung, vessels and pleura carry the contrast and
   bone does not dominate;
-- rigid (Euler3D), Mattes mutual information, three resolution levels, initialised by the
-  centroids of the two aerated lungs (robust to different fields of view);
-- affine from the rigid result, the metric restricted to the prior's lungs (dilated so the
-  pleura counts), for breathing and posture differences;
-- quality: lung overlap after mapping and the correlation of lung-window intensities in the
-  prior's lungs; too little of either means no common body region, and registration fails.
+- rigid (Euler3D), Mattes mutual information over the body, at 4x and 2x coarser grids,
+  initialised by the centroids of the two aerated lungs (robust to different fields of view);
+- affine from the rigid result at 2x and full registration resolution, the metric restricted
+  to the prior's lungs (dilated so the pleura counts), for breathing and posture differences;
+- quality: lung overlap after mapping, the correlation of lung-window intensities in the
+  prior's lungs and the affine's scale factors; too little overlap or correlation, or a
+  stretch no rescanned chest shows, means no common body region, and registration fails.
 """
 
 from __future__ import annotations
