@@ -330,6 +330,7 @@ def cmd_analyze(args) -> int:
         if not Path(path).exists():
             raise RadSightError(f"{path}: no such file or folder")
     out = Path(args.out) if args.out else Path(args.path).resolve().parent / "radsight-results"
+    _check_priors(args.path, args.prior or [])
     progress = StderrProgress(not args.quiet, min_total=2)
     with Store() as store:
         data = analyze(args.path, out, args.model, store=store, provider=args.provider, progress=progress)
@@ -340,14 +341,37 @@ def cmd_analyze(args) -> int:
             found = ", ".join(f"{name}: {v['voxels']} voxels" for name, v in m["labels"].items())
             print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
         for n in d["nodules"]:
+            if not n.get("present", True):
+                print(f"nodule {n['id']}: {n.get('status', 'not seen')} at this visit "
+                      f"(last {n.get('last_volume_mm3')} mm3)")
+                continue
             lr = f", Lung-RADS {n['lung_rads']['category']}" if n.get("lung_rads") else ""
-            print(f"nodule {n['id']}: {n['type']}, {n['mean_diameter_mm']} mm, {n['volume_mm3']} mm3{lr}")
+            prior = n.get("prior")
+            vdt = (f", {prior['volume_change_pct']:+.0f}% in {prior['days']:.0f} days, VDT {prior['vdt_days']} days"
+                   if prior else "")
+            status = f" [{n['status']}]" if n.get("status") else ""
+            print(f"nodule {n['id']}{status}: {n['type']}, {n['mean_diameter_mm']} mm, {n['volume_mm3']} mm3{vdt}{lr}")
+        if d.get("assessment"):
+            a = d["assessment"]
+            print(f"{a['guideline']}: {a['category']} ({a['management']})")
         for key, value in d["outputs"].items():
             for path in value if isinstance(value, list) else [value]:
                 print(f"{key}: {path}")
 
     _emit(data, args.json, human)
     return 1 if errors else 0
+
+
+def _check_priors(current: str, priors: list[str]) -> None:
+    """Refuse a wrong prior (another patient, a later date, another body region) before any model runs."""
+    if not priors:
+        return
+    from viewer.analysis.timepoint import check_pair
+    from viewer.dicom.study_facts import read_study_facts
+
+    facts = read_study_facts(current)
+    for prior in priors:
+        check_pair(read_study_facts(prior), facts)
 
 
 def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[dict]:
@@ -366,7 +390,8 @@ def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[d
     context = AnalysisContext(
         volume=volume, study_path=Path(args.path), out_dir=out, prior_paths=[Path(p) for p in args.prior or []],
         seg_paths={m["id"]: Path(p) for m, p in zip(data["models"], data["outputs"].get("seg", []))},
-        models=data["models"], provider=args.provider, progress=progress, store=store, summary=data)
+        models=data["models"], provider=args.provider, progress=progress, store=store, summary=data,
+        options={"guideline": getattr(args, "guideline", "lung-rads")})
     errors = []
     for analysis in analyses:
         try:
@@ -537,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", help="model id (repeatable); default: all applicable")
     p.add_argument("--prior", action="append", help="an older study of the same patient (repeatable), for "
                                                      "the plugins' tracking and growth")
+    p.add_argument("--guideline", choices=["lung-rads", "fleischner"], default="lung-rads",
+                   help="nodule management context: lung-rads (screening, v2022; the default) or fleischner "
+                        "(incidental nodules, 2017); Lung-RADS categories are reported in both")
     p.add_argument("--out", help="folder for the results (default: radsight-results beside PATH)")
     p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=None)
     p.add_argument("--json", action="store_true")

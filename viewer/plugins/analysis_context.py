@@ -26,7 +26,8 @@ class AnalysisContext:
     seg_paths: DICOM SEG files the models wrote in this run, keyed by model id; models: the
     models' summaries ({"id", "version", "provider", "labels"}); out_dir: where results go;
     provider: the ONNX Runtime provider asked for (None: automatic); store: the open local store
-    or None; summary: the analyze JSON so far (read it, return additions instead of editing it)."""
+    or None; summary: the analyze JSON so far (read it, return additions instead of editing it);
+    options: the user's choices for analyses (e.g. {"guideline": "lung-rads" | "fleischner"})."""
 
     volume: Volume
     study_path: Path
@@ -38,6 +39,7 @@ class AnalysisContext:
     progress: Progress | None = None
     store: object | None = None
     summary: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
     @cached_property
     def masks(self) -> list[Mask]:

@@ -1,0 +1,256 @@
+"""The `radsight analyze` step of the lung-nodule plugin: detect and measure the nodules of the
+study, and with `--prior` studies register each visit to the one before, track every nodule
+across the visits and fill the NODULE records' tracking and growth fields (DESIGN.md contract).
+
+Priors are compared on what the reader decided about them where that is known: nodules stored
+for a prior series (from an earlier analyze or from the viewer) are used, less those the reader
+rejected; a prior never analysed is detected afresh with the same models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from viewer.analysis.detection import CLASSIFIER_ID, Detection, detect_in_study, detect_nodules
+from viewer.analysis.guidelines import fleischner_2017, lung_rads_v2022, worst
+from viewer.analysis.registration import register
+from viewer.analysis.timepoint import StudyMismatchError, TimePoint, check_pair
+from viewer.analysis.tracking import Tracking, track
+from viewer.core.errors import RadSightError
+from viewer.core.volume import Volume
+from viewer.dicom import load_series, open_path
+from viewer.dicom.study_facts import StudyFacts, read_study_facts
+from radsight_lung_nodules.records import detection_record
+
+GUIDELINES = ("lung-rads", "fleischner")
+
+
+@dataclass
+class _Visit:
+    facts: StudyFacts
+    volume: Volume
+    series_key: str
+    nodules: list            # NoduleLike: detections' measurements or stored records
+    detections: list[Detection] | None = None  # only for the analysed (current) study
+
+
+def run(context) -> dict:
+    progress = context.progress or (lambda done, total, message: None)
+    guideline = context.options.get("guideline", "lung-rads")
+    if guideline not in GUIDELINES:
+        raise RadSightError(f"unknown guideline {guideline!r}: choose one of {', '.join(GUIDELINES)}")
+    volume = context.volume
+    series_key = context.summary.get("series_key") or str(volume.source.series_uid)
+    current_facts = read_study_facts(context.study_path, volume.source.study_uid)
+    priors = [_prior_facts(Path(p), current_facts) for p in context.prior_paths]
+
+    progress(0, 1, "nodules: detection in the current study")
+    detections = _detect_current(context)
+    current = _Visit(current_facts, volume, series_key, [d.measurement for d in detections], detections)
+
+    visits = [_load_prior(facts, path, context, progress) for facts, path in sorted(priors, key=lambda p: p[0].study_date)]
+    visits.append(current)
+    tracking = _track(visits, progress) if len(visits) > 1 else None
+
+    records = _records(current, visits, tracking, guideline)
+    if context.store is not None:
+        _store(context.store, current, records)
+    assessment = _study_assessment(records, guideline)
+    out = Path(context.out_dir) / "nodules.json"
+    out.write_text(json.dumps({"nodules": records, "assessment": assessment,
+                               "longitudinal": tracking.to_json() if tracking else None}, indent=1))
+    progress(1, 1, f"nodules: {len(records)} found")
+    result = {"nodules": records, "assessment": assessment, "outputs": {"nodules": str(out)}}
+    if tracking is not None:
+        result["longitudinal"] = tracking.to_json()
+    return result
+
+
+def _prior_facts(path: Path, current: StudyFacts) -> tuple[StudyFacts, Path]:
+    if not path.exists():
+        raise RadSightError(f"prior {path}: no such file or folder")
+    facts = read_study_facts(path)
+    check_pair(facts, current)
+    return facts, path
+
+
+def _detect_current(context) -> list[Detection]:
+    """Reuse the lung mask the segmentation model made in this run; else run the models here."""
+    found = context.mask_with("lung")
+    if found is None:
+        return detect_in_study(context.volume, provider=context.provider, progress=context.progress)
+    from viewer.inference.registry import discover
+    from viewer.inference.run import classify
+
+    mask, value = found
+    registry = discover()
+    lung = mask.labels.with_voxels((mask.labels.voxels == value).astype(np.uint8))
+    card = registry.get(CLASSIFIER_ID)
+
+    def classifier(vol, point):
+        return classify(vol, card, point, provider=context.provider)
+
+    return detect_nodules(context.volume, lung, None, classifier, context.progress, models=(mask.model,))
+
+
+def _load_prior(facts: StudyFacts, path: Path, context, progress) -> _Visit:
+    series_list, _ = open_path(path)
+    series_list = [s for s in series_list if (s.first.study_uid == facts.study_uid)] or series_list
+    if not series_list:
+        raise RadSightError(f"prior {path}: no image series")
+    series = max(series_list, key=lambda s: len(s.records))
+    volume = load_series(series)
+    stored = _stored_nodules(context.store, series.key)
+    if stored is None:
+        progress(0, 1, f"nodules: detection in the prior of {facts.study_date}")
+        stored = [d.measurement for d in detect_in_study(volume, provider=context.provider)]
+    return _Visit(facts, volume, series.key, stored)
+
+
+def _stored_nodules(store, series_key: str) -> list | None:
+    """The prior's nodules as the reader left them (rejected ones out, edits in); None if none stored."""
+    if store is None:
+        return None
+    rows = store.nodules(series_key)
+    if not rows:
+        return None
+    kept = []
+    for row in rows:
+        decision = row.get("decision") or {}
+        if (decision.get("decision") if isinstance(decision, dict) else decision) == "rejected":
+            continue
+        record = row.get("current") or row["record"]
+        kept.append(SimpleNamespace(centre_lps_mm=tuple(record["centre_lps_mm"]), volume_mm3=float(record["volume_mm3"]),
+                                    mean_diameter_mm=float(record["mean_diameter_mm"])))
+    return kept
+
+
+def _track(visits: list[_Visit], progress) -> Tracking:
+    timepoints = [TimePoint.from_facts(visits[0].facts, visits[0].nodules, volume=visits[0].volume)]
+    for n in range(1, len(visits)):
+        progress(n, len(visits), f"nodules: registering visit {n + 1} of {len(visits)} to its prior")
+        registration = register(visits[n - 1].volume, visits[n].volume)
+        timepoints.append(TimePoint.from_facts(visits[n].facts, visits[n].nodules, registration, visits[n].volume))
+    return track(timepoints)
+
+
+def _records(current: _Visit, visits: list[_Visit], tracking: Tracking | None, guideline: str) -> list[dict]:
+    records = []
+    t = len(visits) - 1
+    for n, detection in enumerate(current.detections):
+        m = detection.measurement
+        if tracking is None:
+            record = detection_record(detection, f"N{n + 1}")
+            record["history"] = [_point(current.facts, 0, m.volume_mm3, m.mean_diameter_mm, "baseline")]
+        else:
+            tr = tracking.track_of(t, n)
+            prior = tracking.prior_json(t, n)
+            record = detection_record(detection, tr.label, tracking_uid=tr.uid, prior=prior)
+            step = tr.step_to(t)
+            if prior is not None:
+                before = tr.at(step.prior)
+                prior["mean_diameter_mm"] = round(before.mean_diameter_mm, 1)
+                prior["study_uid"] = tracking.timepoints[step.prior].study_uid
+                prior["growing"] = step.growth.growing
+                prior["assessment"] = step.growth.assessment
+            record["status"] = tr.statuses[t]
+            record["history"] = [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
+                                        o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
+                                 for o in tr.observations]
+            record["lung_rads"] = _lung_rads(m, baseline=False, new=prior is None,
+                                             growing=bool(step and step.growth.growing))
+        if guideline == "fleischner":
+            record["fleischner"] = _fleischner(m, multiple=len(current.detections) > 1)
+        records.append(record)
+    records.sort(key=lambda r: int(r["id"][1:]) if r["id"][1:].isdigit() else 0)
+    if tracking is not None:
+        records.extend(_resolved(tracking, t))
+    return records
+
+
+def _resolved(tracking: Tracking, t: int) -> list[dict]:
+    """Tracks seen before but not at this visit: listed so the reader sees what went away, with
+    no measurement invented for today."""
+    gone = []
+    for tr in tracking.tracks:
+        if tr.statuses[t] in ("resolved", "missed") and tr.at(t) is None and tr.observations:
+            last = tr.observations[-1]
+            gone.append({"id": tr.label, "tracking_uid": tr.uid, "status": "resolved", "present": False,
+                         "last_seen_study_uid": tracking.timepoints[last.timepoint].study_uid,
+                         "last_volume_mm3": round(last.volume_mm3, 1),
+                         "history": [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
+                                            o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
+                                     for o in tr.observations]})
+    return gone
+
+
+def _point(facts: StudyFacts | None, day: int, volume: float, diameter: float, status: str | None) -> dict:
+    return {"study_uid": facts.study_uid if facts else None,
+            "date": facts.study_date.isoformat() if facts and facts.study_date else None,
+            "day": day, "volume_mm3": round(float(volume), 1), "mean_diameter_mm": round(float(diameter), 1),
+            "status": status}
+
+
+def _lung_rads(m, **flags) -> dict | None:
+    try:
+        a = lung_rads_v2022(m.type, m.mean_diameter_mm, m.solid_mean_diameter_mm, **flags)
+    except ValueError:
+        return None
+    return {"version": "v2022", "category": a.category, "management": a.management, "rule": a.rule,
+            "baseline": flags.get("baseline", True)}
+
+
+def _fleischner(m, multiple: bool) -> dict | None:
+    try:
+        a = fleischner_2017(m.type, m.mean_diameter_mm, m.solid_mean_diameter_mm, multiple=multiple)
+    except ValueError:
+        return None
+    return {"version": "2017", "category": a.category, "management": a.management, "rule": a.rule}
+
+
+def _study_assessment(records: list[dict], guideline: str) -> dict | None:
+    """The study's category is its most suspicious nodule's (Lung-RADS); Fleischner follows the
+    largest nodule's recommendation."""
+    present = [r for r in records if r.get("present", True)]
+    if guideline == "fleischner":
+        found = [r for r in present if r.get("fleischner")]
+        if not found:
+            return None
+        largest = max(found, key=lambda r: r["mean_diameter_mm"])
+        return {"guideline": "Fleischner 2017", "nodule": largest["id"], **largest["fleischner"]}
+    from viewer.analysis.guidelines import Assessment
+
+    pairs = [(Assessment(r["lung_rads"]["category"], r["lung_rads"]["management"], r["lung_rads"]["rule"]), r["id"])
+             for r in present if r.get("lung_rads")]
+    if not pairs:
+        return {"guideline": "Lung-RADS v2022", "category": "1", "management": lung_rads_management("1"),
+                "rule": "no lung nodules found", "nodule": None}
+    top = worst([a for a, _ in pairs])
+    nodule = next(i for a, i in pairs if a is top)
+    return {"guideline": "Lung-RADS v2022", "category": top.category, "management": top.management,
+            "rule": top.rule, "nodule": nodule}
+
+
+def lung_rads_management(category: str) -> str:
+    from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT
+
+    return LUNG_RADS_MANAGEMENT[category]
+
+
+def _store(store, current: _Visit, records: list[dict]) -> None:
+    """Replace this series' undecided AI nodules with the new ones; decided ones stay as the reader left them."""
+    for row in store.nodules(current.series_key):
+        if row["source"] == "ai" and not row.get("decision"):
+            store.delete_nodule(row["id"])
+    for record, detection in zip([r for r in records if r.get("present", True)], current.detections):
+        store.save_nodule(current.series_key, record, "ai", mask=detection.measurement.mask,
+                          model=detection.models[0] if detection.models else None,
+                          confidence=float(detection.score), study_uid=current.facts.study_uid)
+
+
+__all__ = ["run", "StudyMismatchError"]
