@@ -4,7 +4,8 @@ Drawn on a matplotlib Figure (not pyplot, whose global state does not belong in 
 tests); the panel embeds the same figure through matplotlib's Qt canvas, and `save_chart`
 writes PNG or SVG from it. A track is a sequence of time points, each a dict or object with
 `volume_mm3`, `mean_diameter_mm` and `date` (datetime.date or "YYYYMMDD"/ISO text) or `days`
-(since the first point); `track_from_record` makes one from a NODULE record and its prior.
+(since the first point); `track_from_record` makes one from a NODULE record: all its visits
+("history") or, lacking those, the record and its prior.
 """
 
 from __future__ import annotations
@@ -67,7 +68,13 @@ def time_points(track) -> list[TimePoint]:
 
 
 def track_from_record(record: dict, study_date=None) -> list[TimePoint]:
-    """The current measurement and, when the record has one, its prior (`days` earlier)."""
+    """Every visit of the nodule from the record's "history" (one point per visit, as `radsight
+    analyze --prior` writes it) when it has one; else the current measurement and, when the record
+    has one, its prior (`days` earlier)."""
+    history = record.get("history") or []
+    if history:
+        return time_points([{"date": h.get("date"), "days": h.get("day"), "volume_mm3": h["volume_mm3"],
+                             "mean_diameter_mm": h.get("mean_diameter_mm")} for h in history])
     current = _date(study_date)
     points = []
     prior = record.get("prior")
@@ -82,24 +89,34 @@ def track_from_record(record: dict, study_date=None) -> list[TimePoint]:
     return points
 
 
-def vdt_text(points: list[TimePoint]) -> str:
-    """The volume doubling time between the last two points, with its interval, in words."""
-    if len(points) < 2:
-        return "one time point: no volume doubling time yet"
-    a, b = points[-2], points[-1]
-    if b.days <= a.days:
-        return "the last two time points have the same date: no volume doubling time"
+def _vdt_between(a: TimePoint, b: TimePoint) -> str:
     d_b = b.mean_diameter_mm or 0.0
     g = growth(b.days - a.days, a.volume_mm3, b.volume_mm3, d_b if a.mean_diameter_mm is None else a.mean_diameter_mm, d_b)
     change = f"volume {g.volume_change_pct:+.0f}% in {b.days - a.days:.0f} days"
     if g.vdt_days is None:
         return f"{change}; no change in volume"
+    if g.vdt_days < 0:  # a negative doubling time is a halving time: say so rather than print "-18000"
+        return f"{change}, halving time {-g.vdt_days:.0f} days; {g.assessment}"
     low, high = g.vdt_interval_days
 
     def days(v: float) -> str:
         return "no growth" if math.isinf(v) else f"{v:.0f}"
 
     return f"VDT {g.vdt_days:.0f} days ({days(low)} to {days(high)}); {change}; {g.assessment}"
+
+
+def vdt_text(points: list[TimePoint]) -> str:
+    """The volume doubling time between the last two points, with its interval, in words; with more
+    than two points a second line gives the overall one from the first point to the last."""
+    if len(points) < 2:
+        return "one time point: no volume doubling time yet"
+    a, b = points[-2], points[-1]
+    if b.days <= a.days:
+        return "the last two time points have the same date: no volume doubling time"
+    if len(points) == 2:
+        return _vdt_between(a, b)
+    return (f"Last interval: {_vdt_between(a, b)}\n"
+            f"Overall, first to last of {len(points)} time points: {_vdt_between(points[0], b)}")
 
 
 def draw_chart(track, title: str = "", figure: Figure | None = None) -> Figure:
@@ -124,13 +141,15 @@ def draw_chart(track, title: str = "", figure: Figure | None = None) -> Figure:
     last = points[-1]
     ax.annotate(f"{last.volume_mm3:.0f} mm³", (x[-1], last.volume_mm3), textcoords="offset points", xytext=(-10, 8),
                 ha="right", fontsize=8, color="tab:blue")
-    if dated:
+    if dated:  # one tick per visit, labelled with its study date
+        ax.set_xticks(x, [d.isoformat() for d in x])
         figure.autofmt_xdate()
     if title:
         ax.set_title(title, fontsize=10)
-    figure.text(0.01, 0.01, textwrap.fill(vdt_text(points), 80), fontsize=7, va="bottom")
+    note = "\n".join(textwrap.fill(line, 86) for line in vdt_text(points).splitlines())
+    figure.text(0.01, 0.01, note, fontsize=7, va="bottom")
     ax.grid(True, alpha=0.3)
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.tight_layout(rect=(0, 0.02 + 0.037 * (note.count("\n") + 1), 1, 1))
     return figure
 
 
