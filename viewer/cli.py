@@ -100,25 +100,43 @@ def cmd_demo(args) -> int:
     latest = demo.visits[-1]
     volume = load(latest.study_dir)
     labels = load(latest.labels_path)
-    analysis = _demo_analysis(latest.study_dir, out / "results", progress)
+    analyses = _demo_analyses(demo, out / "results", progress, quiet=args.quiet)
+    analysis = analyses[-1] if analyses else None
+    records = analysis["nodules"] if analysis else []
+    present = [n for n in records if n.get("present", True)]
     ai_labels = None
     if analysis and analysis["outputs"]["seg"]:
         from viewer.dicom.seg import read_seg_labels
 
-        ai_labels, ai_names = read_seg_labels(analysis["outputs"]["seg"][0], volume)
-    snapshots = _demo_snapshots(volume, ai_labels if ai_labels is not None else labels, demo, out / "snapshots")
-    heatmaps = _demo_explanations(latest.study_dir, demo, out / "results")
+        ai_labels, _ = read_seg_labels(analysis["outputs"]["seg"][0], volume)
+    largest = max(present, key=lambda n: n["volume_mm3"]) if present else None
+    snapshots = _demo_snapshots(volume, ai_labels if ai_labels is not None else labels, largest, out / "snapshots")
+    heatmaps = _demo_explanations(latest.study_dir, present, out / "results" / latest.study_dir.parent.name)
     if heatmaps:
         snapshots.append(_demo_heatmap_snapshot(volume, heatmaps, out / "snapshots"))
+    charts = _demo_charts(present, out / "charts")
+    errors = [e for a in analyses for e in a.get("analysis_errors", [])]
+    outputs = {"snapshots": [str(p) for p in snapshots]}
+    if analysis and analysis["outputs"]["seg"]:
+        outputs["seg"] = analysis["outputs"]["seg"][0]
+    if analysis and analysis["outputs"].get("nodules"):
+        outputs["nodules"] = analysis["outputs"]["nodules"]
+    if heatmaps:
+        outputs["heatmaps"] = [h["path"] for h in heatmaps]
+    if charts:
+        outputs["charts"] = [str(p) for p in charts]
     data = {
         "studies": [str(v.study_dir) for v in demo.visits],
         "ground_truth": str(demo.ground_truth_path),
         "models": analysis["models"] if analysis else [],
-        "outputs": {"snapshots": [str(p) for p in snapshots], **({"seg": analysis["outputs"]["seg"][0]}
-                                                                   if analysis and analysis["outputs"]["seg"] else {}),
-                    **({"heatmaps": [h["path"] for h in heatmaps]} if heatmaps else {})},
+        "nodules": records,
+        "assessment": analysis.get("assessment") if analysis else None,
+        "analyses": [{"study": a["study"], "priors": a["priors"], "seconds": a["seconds"],
+                      "nodules": sum(1 for n in a["nodules"] if n.get("present", True))} for a in analyses],
+        "outputs": outputs,
         "explanations": heatmaps,
         "series": [s for study in studies for s in study["series"]],
+        **({"analysis_errors": errors} if errors else {}),
     }
 
     def human(d):
@@ -128,15 +146,26 @@ def cmd_demo(args) -> int:
         print(f"Ground truth: {d['ground_truth']}")
         for m in d["models"]:
             print(f"AI: {m['id']} {m['version']} on {m['provider']} (demonstration model, synthetic data only)")
+        for a in d["analyses"]:
+            print(f"Nodule analysis of {a['study']} with {len(a['priors'])} prior(s): {a['nodules']} nodule(s), "
+                  f"{a['seconds']:.0f} s")
+        if d["nodules"]:
+            print("Nodules of the latest visit (AI detection, pending the reader's review):")
+            for line in _nodule_lines(d["nodules"]):
+                print(f"  {line}")
+        if d.get("assessment"):
+            a = d["assessment"]
+            print(f"{a['guideline']}: {a['category']} ({a['management']})")
         if "seg" in d["outputs"]:
             print(f"DICOM SEG: {d['outputs']['seg']}")
         if d["explanations"]:
-            print("Nodule type with explanation map, at the phantom's nodule positions (until the nodule plugin "
-                  "detects them):")
+            print("Nodule type with explanation map, at the nodules detected in the latest visit:")
             for h in d["explanations"]:
-                print(f"  {h['description']}: {h['path']}")
+                print(f"  {h['nodule']}: {h['description']}: {h['path']}")
+        for c in d["outputs"].get("charts", []):
+            print(f"Growth chart: {c}")
         print("Snapshots (latest visit, " + ("AI segmentation" if "seg" in d["outputs"] else "phantom labels")
-              + " outlined):")
+              + " outlined" + (", through the largest detected nodule" if d["nodules"] else "") + "):")
         for s in d["outputs"]["snapshots"]:
             print(f"  {s}")
         for s in d["series"]:
@@ -145,49 +174,57 @@ def cmd_demo(args) -> int:
 
     _emit(data, args.json, human)
     if args.no_gui or not _has_display():
-        return 0
+        return 1 if errors else 0
     from viewer.qt.main_window import run_viewer
 
     prior = load(demo.visits[0].study_dir) if len(demo.visits) > 1 else None
-    import json
-
     names = {int(k): v for k, v in json.loads(Path(demo.ground_truth_path).read_text()).get("labels", {}).items()}
-    return run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)",
-                      label_names=names, series_key=str(volume.source.series_uid), prior=prior,
-                      ground_truth_hidden=ai_labels is not None)
+    code = run_viewer(volume=volume, labels=labels, labels_source="synthetic phantom labels (ground truth, not AI)",
+                      label_names=names, series_key=analysis["series_key"] if analysis else str(volume.source.series_uid),
+                      prior=prior, ground_truth_hidden=ai_labels is not None)
+    return code or (1 if errors else 0)
 
 
-def _demo_analysis(study_dir: Path, out: Path, progress) -> dict | None:
-    """The bundled models on the latest visit (SEG written, results stored); None without models."""
-    from viewer.inference.analyze import analyze
+def _demo_analyses(demo, out: Path, progress, quiet: bool = False) -> list[dict]:
+    """`radsight analyze` on every visit in date order, each with all earlier visits as priors, so
+    that every visit's nodules are stored with their tracking UIDs; [] without bundled models."""
     from viewer.inference.registry import discover
+    from viewer.plugins.study_analysis import analyze_study
     from viewer.store import Store
 
     registry = discover()
     if not registry.for_modality("CT", task="segmentation"):
         print("no bundled CT segmentation model: skipping the AI analysis", file=sys.stderr)
-        return None
+        return []
+    results = []
     with Store() as store:
-        return analyze(study_dir, out, store=store, registry=registry, progress=progress)
+        for n, visit in enumerate(demo.visits):
+            priors = [v.study_dir for v in demo.visits[:n]]
+            if not quiet:
+                print(f"nodule analysis: visit {n + 1} of {len(demo.visits)} ({visit.study_dir.parent.name}) with "
+                      f"{len(priors)} prior(s)", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            data = analyze_study(visit.study_dir, out / visit.study_dir.parent.name, priors=priors, store=store,
+                                 registry=registry, progress=progress, report=_error_line("demo"))
+            data.update(study=str(visit.study_dir), priors=[str(p) for p in priors],
+                        seconds=round(time.monotonic() - started, 1))
+            results.append(data)
+    return results
 
 
-def _demo_explanations(study_dir: Path, demo, out: Path) -> list[dict]:
-    """The bundled classifier with its Grad-CAM map at every nodule present in the latest visit.
-    The positions come from the phantom's ground truth: the nodule plugin will detect them."""
-    import json
-
+def _demo_explanations(study_dir: Path, nodules: list[dict], out: Path) -> list[dict]:
+    """The bundled classifier with its Grad-CAM map at every nodule detected in the latest visit."""
     from viewer.inference.explain_study import explain_points
     from viewer.inference.registry import discover
     from viewer.store import Store
 
     registry = discover()
     classifiers = [c for c in registry.for_modality("CT", task="classification") if c.crop_mm]
-    if not classifiers:
+    if not classifiers or not nodules:
         return []
-    truth = json.loads(Path(demo.ground_truth_path).read_text())
-    points = [n["centre_lps_mm"] for n in truth["visits"][-1]["nodules"] if n.get("present", True)]
     with Store() as store:
-        return explain_points(study_dir, classifiers[0].id, points, out, store, registry)
+        maps = explain_points(study_dir, classifiers[0].id, [n["centre_lps_mm"] for n in nodules], out, store, registry)
+    return [{"nodule": n["id"], **m} for n, m in zip(nodules, maps)]
 
 
 def _demo_heatmap_snapshot(volume, heatmaps: list[dict], folder: Path) -> Path:
@@ -205,23 +242,52 @@ def _demo_heatmap_snapshot(volume, heatmaps: list[dict], folder: Path) -> Path:
     return write_png(rgb, folder / "explanation-axial.png")
 
 
-def _demo_snapshots(volume, labels, demo, folder: Path) -> list[Path]:
-    """Axial, coronal and sagittal pictures through the largest nodule of the latest visit."""
-    import json
-
+def _demo_snapshots(volume, labels, nodule: dict | None, folder: Path) -> list[Path]:
+    """Axial, coronal and sagittal pictures through a nodule (the largest detected), else the middle."""
     from viewer.core.presets import find_preset
     from viewer.render.offscreen import write_png
     from viewer.render.snapshot import render_slice
 
-    truth = json.loads(Path(demo.ground_truth_path).read_text())
-    nodules = [n for n in truth["visits"][-1]["nodules"] if n.get("present", True)]
-    at = max(nodules, key=lambda n: n["volume_mm3"])["centre_lps_mm"] if nodules else None
+    at = nodule["centre_lps_mm"] if nodule else None
     lung = find_preset("lung")
     paths = []
     for view in ("axial", "coronal", "sagittal"):
         rgb = render_slice(volume, view, at=at, window=(lung.width, lung.level), labels=labels, outline=True, scale=1.5)
         paths.append(write_png(rgb, folder / f"{view}.png"))
     return paths
+
+
+def _demo_charts(nodules: list[dict], folder: Path) -> list[Path]:
+    """The growth chart (all visits) of the largest nodule seen at more than one visit; none without
+    the lung-nodule plugin or a nodule that persists."""
+    persisting = [n for n in nodules if len(n.get("history") or []) > 1]
+    if not persisting:
+        return []
+    try:
+        from radsight_lung_nodules.chart import save_chart, track_from_record
+    except ImportError:
+        return []
+    nodule = max(persisting, key=lambda n: n["volume_mm3"])
+    folder.mkdir(parents=True, exist_ok=True)
+    title = f"Nodule {nodule['id']} ({nodule['type']}), {len(nodule['history'])} visits"
+    return [save_chart(track_from_record(nodule), folder / f"growth-{nodule['id']}.png", title)]
+
+
+def _nodule_lines(nodules: list[dict]) -> list[str]:
+    """One line per NODULE record, as `radsight analyze` prints them."""
+    lines = []
+    for n in nodules:
+        if not n.get("present", True):
+            lines.append(f"nodule {n['id']}: {n.get('status', 'not seen')} at this visit "
+                         f"(last {n.get('last_volume_mm3')} mm3)")
+            continue
+        lr = f", Lung-RADS {n['lung_rads']['category']}" if n.get("lung_rads") else ""
+        prior = n.get("prior")
+        vdt = (f", {prior['volume_change_pct']:+.0f}% in {prior['days']:.0f} days, VDT {prior['vdt_days']} days"
+               if prior else "")
+        status = f" [{n['status']}]" if n.get("status") else ""
+        lines.append(f"nodule {n['id']}{status}: {n['type']}, {n['mean_diameter_mm']} mm, {n['volume_mm3']} mm3{vdt}{lr}")
+    return lines
 
 
 def cmd_open(args) -> int:
@@ -323,34 +389,26 @@ def cmd_bench_render(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from viewer.inference.analyze import analyze
+    from viewer.plugins.study_analysis import analyze_study
     from viewer.store import Store
 
     for path in [args.path, *(args.prior or [])]:
         if not Path(path).exists():
             raise RadSightError(f"{path}: no such file or folder")
     out = Path(args.out) if args.out else Path(args.path).resolve().parent / "radsight-results"
-    _check_priors(args.path, args.prior or [])
     progress = StderrProgress(not args.quiet, min_total=2)
     with Store() as store:
-        data = analyze(args.path, out, args.model, store=store, provider=args.provider, progress=progress)
-        errors = _run_plugin_analyses(args, data, out, store, progress)
+        data = analyze_study(args.path, out, priors=args.prior or [], model_ids=args.model, store=store,
+                             provider=args.provider, progress=progress, options=_analysis_options(args),
+                             report=_error_line("analyze"))
+    errors = data.get("analysis_errors", [])
 
     def human(d):
         for m in d["models"]:
             found = ", ".join(f"{name}: {v['voxels']} voxels" for name, v in m["labels"].items())
             print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
-        for n in d["nodules"]:
-            if not n.get("present", True):
-                print(f"nodule {n['id']}: {n.get('status', 'not seen')} at this visit "
-                      f"(last {n.get('last_volume_mm3')} mm3)")
-                continue
-            lr = f", Lung-RADS {n['lung_rads']['category']}" if n.get("lung_rads") else ""
-            prior = n.get("prior")
-            vdt = (f", {prior['volume_change_pct']:+.0f}% in {prior['days']:.0f} days, VDT {prior['vdt_days']} days"
-                   if prior else "")
-            status = f" [{n['status']}]" if n.get("status") else ""
-            print(f"nodule {n['id']}{status}: {n['type']}, {n['mean_diameter_mm']} mm, {n['volume_mm3']} mm3{vdt}{lr}")
+        for line in _nodule_lines(d["nodules"]):
+            print(line)
         if d.get("assessment"):
             a = d["assessment"]
             print(f"{a['guideline']}: {a['category']} ({a['management']})")
@@ -362,57 +420,22 @@ def cmd_analyze(args) -> int:
     return 1 if errors else 0
 
 
-def _check_priors(current: str, priors: list[str]) -> None:
-    """Refuse a wrong prior (another patient, a later date, another body region) before any model runs."""
-    if not priors:
-        return
-    from viewer.analysis.timepoint import check_pair
-    from viewer.dicom.study_facts import read_study_facts
+def _analysis_options(args) -> dict:
+    return {"guideline": getattr(args, "guideline", "lung-rads")}
 
-    facts = read_study_facts(current)
-    for prior in priors:
-        check_pair(read_study_facts(prior), facts)
+
+def _error_line(command: str):
+    """How a failing plugin analysis is reported: one error line on stderr."""
+    return lambda line: print(f"radsight {command}: error: {line}", file=sys.stderr)
 
 
 def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[dict]:
-    """Each plugin analysis after the models, its dict merged into `data`. A failing analysis is
-    an error line on stderr naming the plugin (and an entry in data["analysis_errors"]); the
-    others still run."""
-    from viewer.plugins import PluginError, contributions
-    from viewer.plugins.analysis_context import AnalysisContext, merge_result
+    """Each plugin analysis after the models, merged into `data` (viewer.plugins.study_analysis)."""
+    from viewer.plugins.study_analysis import run_plugin_analyses
 
-    analyses = contributions("analyses")
-    if not analyses:
-        return []
-    from viewer.dicom import load
-
-    volume = load(args.path, series_uid=data.get("series_uid"))
-    context = AnalysisContext(
-        volume=volume, study_path=Path(args.path), out_dir=out, prior_paths=[Path(p) for p in args.prior or []],
-        seg_paths={m["id"]: Path(p) for m, p in zip(data["models"], data["outputs"].get("seg", []))},
-        models=data["models"], provider=args.provider, progress=progress, store=store, summary=data,
-        options={"guideline": getattr(args, "guideline", "lung-rads")})
-    errors = []
-    for analysis in analyses:
-        try:
-            result = analysis.load()(context)
-            if not isinstance(result, dict):
-                raise TypeError(f"returned a {type(result).__name__}, not a dict")
-        except Exception as exc:
-            if os.environ.get("RADSIGHT_DEBUG"):
-                raise
-            if isinstance(exc, PluginError):  # its message names the plugin already
-                reason = str(exc)
-            else:
-                what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RadSightError) else str(exc)
-                reason = f"plugin {analysis.plugin}: {analysis.what} failed: {what}"
-            errors.append({"plugin": analysis.plugin, "analysis": analysis.id, "error": " ".join(reason.split())})
-            print(f"radsight analyze: error: {errors[-1]['error']}", file=sys.stderr)
-            continue
-        merge_result(data, result)
-    if errors:
-        data["analysis_errors"] = errors
-    return errors
+    return run_plugin_analyses(args.path, data, out, prior_paths=args.prior or [], store=store,
+                               provider=args.provider, progress=progress, options=_analysis_options(args),
+                               report=_error_line("analyze"))
 
 
 def cmd_plugins(args) -> int:
