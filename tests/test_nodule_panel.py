@@ -214,3 +214,63 @@ def test_a_failing_panel_is_listed_and_the_window_goes_on(window):
     assert window.open_panel("broken") is None
     assert any("panel 'broken'" in line and "no widget today" in line for line in window.plugin_problem_lines())
     assert window.open_panel("nodules") is not None  # the others still open
+
+
+def test_panel_manifest_field_show_is_checked():
+    from viewer.plugins import ManifestError, discover
+    from viewer.plugins.manifest import Manifest
+
+    text = ("name: x\nversion: '1'\nradsight_api: 1\ncontributions:\n  panels:\n    - id: p\n      title: P\n"
+            "      python_name: a.b:c\n      show: {}\n")
+    assert Manifest.from_text(text.format("true")).of_kind("panels")[0].show is True
+    assert Manifest.from_text(text.replace("      show: {}\n", "")).of_kind("panels")[0].show is False
+    with pytest.raises(ManifestError, match=r"contributions.panels\[0\].show' must be true or false"):
+        Manifest.from_text(text.format("'yes'"))
+    (nodules,) = [c for c in discover().contributions("panels") if c.id == "nodules"]
+    assert nodules.spec.show is True and nodules.spec.to_json()["show"] is True
+
+
+@pytest.mark.slow
+def test_stored_nodules_open_with_the_panel_docked_and_their_rows(qtbot, demo, tmp_path):
+    """Nodules kept in the store (as `radsight analyze` keeps them) are listed as soon as their
+    series opens, in the Nodules panel docked without any menu: AI rows pending, with model,
+    version and confidence; the panel's M key is in Help > Keyboard shortcuts."""
+    from radsight_lung_nodules.records import nodule_record
+    from viewer.dicom import load_series, open_path
+
+    study, truth = demo
+    series_list, scanned = open_path(study)
+    series = max(series_list, key=lambda s: len(s.records))
+    measurement = measure_at(load_series(series), truth["centre_lps_mm"])
+    record = nodule_record(measurement, "N1", tracking_uid="2.25.12345", source="ai", scores={"detection": 0.91},
+                           provenance={"method": "test: a measurement stored as an AI finding", "models": []})
+    with Store(tmp_path / "db.sqlite3") as store:
+        store.import_scan(series_list, scanned)
+        nodule_id = store.save_nodule(series.key, record, "ai", mask=measurement.mask,
+                                      model=("radsight-demo-lung-nodule-seg", "1.0.0"), confidence=0.91)
+    store = Store(tmp_path / "db.sqlite3")
+    win = MainWindow(store=store)
+    qtbot.addWidget(win)
+    win.set_layout("1x1")
+    win.show()
+    qtbot.waitExposed(win)
+    try:
+        assert "nodules" in win.plugin_docks, win.plugin_problem_lines()
+        dock = win.plugin_docks["nodules"]
+        assert dock.isVisible() and not dock.visibleRegion().isEmpty(), "the Nodules tab is not the raised one"
+        assert any(key == "M" and "Measure nodule" in what for key, what in win.shortcut_rows())
+        win.open_path(study)
+        panel = dock.widget()
+        qtbot.waitUntil(lambda: win.state.volume is not None and not win.jobs and panel.table.rowCount() == 1,
+                        timeout=30000)
+        assert win.state.series_key == series.key
+        assert panel.cell_text(nodule_id, "ID") == "N1"
+        assert panel.table.item(panel.row_of(nodule_id), 0).toolTip() == "tracking UID 2.25.12345"
+        assert panel.cell_text(nodule_id, "Decision") == "pending"
+        assert panel.cell_text(nodule_id, "Source") == "AI: radsight-demo-lung-nodule-seg 1.0.0 (0.91)"
+        shown = float(panel.cell_text(nodule_id, "Volume (mm³)"))
+        assert shown == pytest.approx(truth["volume_mm3"], rel=0.10), (shown, truth["volume_mm3"])
+        assert panel.nodules.get(nodule_id).mask.voxels.sum() == measurement.mask.voxels.sum() > 0
+    finally:
+        win.close()
+        store.close()

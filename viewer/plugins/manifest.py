@@ -4,6 +4,9 @@ A manifest is YAML shipped inside the plugin's package. It holds no executable c
 named by `python_name` ("package.module:attribute", checked by a pattern) and imported only when
 the contribution is first used, so a manifest can be validated, listed and shown without running
 any of the plugin's code. `Manifest.from_file` checks every field and names the file and field.
+
+A panel declares `area` (left, right, top or bottom; default right) and `show` (true: the viewer
+docks it when its window opens; false, the default: it waits in View > Plugin panels).
 """
 
 from __future__ import annotations
@@ -76,7 +79,8 @@ class Argument:
 @dataclass(frozen=True)
 class ContributionSpec:
     """One entry of a manifest's `contributions`. Code kinds carry python_name; file kinds carry
-    path (resolved against the manifest's folder); panels carry area; commands carry arguments."""
+    path (resolved against the manifest's folder); panels carry area and show (docked when the
+    window opens); commands carry arguments."""
 
     kind: str
     id: str
@@ -85,6 +89,7 @@ class ContributionSpec:
     path: Path | None = None
     area: str | None = None
     arguments: tuple[Argument, ...] = ()
+    show: bool = False
 
     def to_json(self) -> dict:
         data: dict = {"kind": self.kind, "id": self.id, "title": self.title}
@@ -94,6 +99,8 @@ class ContributionSpec:
             data["path"] = str(self.path)
         if self.area:
             data["area"] = self.area
+        if self.kind == "panels":
+            data["show"] = self.show
         if self.arguments:
             data["arguments"] = [a.name for a in self.arguments]
         return data
@@ -208,21 +215,25 @@ class _Checker:
         if kind in CODE_KINDS:
             allowed = {"commands": ("id", "title", "python_name", "arguments"),
                        "analyses": ("id", "title", "python_name"),
-                       "panels": ("id", "title", "python_name", "area")}[kind]
+                       "panels": ("id", "title", "python_name", "area", "show")}[kind]
             self.unknown(item, allowed, f"'{where}'")
             cid = self.text(item, "id", where, pattern=IDENTIFIER)
             python_name = self.text(item, "python_name", where)
             if not PYTHON_NAME.match(python_name):
                 self.fail(f"field '{where}.python_name' is {python_name!r}; it must name code as "
                           "'package.module:attribute' (no expressions)")
-            area = None
+            area, show = None, False
             if kind == "panels":
                 area = item.get("area", "right")
                 if area not in PANEL_AREAS:
                     self.fail(f"field '{where}.area' is {area!r}; use one of {', '.join(PANEL_AREAS)}")
+                show = item.get("show", False)
+                if not isinstance(show, bool):
+                    self.fail(f"field '{where}.show' must be true or false (dock the panel when the window "
+                              f"opens); got {show!r}")
             arguments = self.arguments(item.get("arguments") or [], where) if kind == "commands" else ()
             return ContributionSpec(kind, cid, self.text(item, "title", where), python_name=python_name,
-                                    area=area, arguments=arguments)
+                                    area=area, arguments=arguments, show=show)
         self.unknown(item, ("id", "title", "path"), f"'{where}'")
         rel = self.text(item, "path", where)
         relative = Path(rel)

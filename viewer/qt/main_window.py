@@ -70,10 +70,12 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.plugin_docks: dict[str, QDockWidget] = {}
         self.panel_problems: list[str] = []  # panel factories that failed, with the reason
+        self.plugin_shortcuts: list[tuple[str, str]] = []  # (key, what it does [panel]) of opened panels
         self._build_menus()
         self.set_layout(self.settings.value("layout", "2x2"))
         self.state.message.connect(lambda m: self.statusBar().showMessage(m, 10000))
         self.resize(1280, 900)
+        self.open_default_panels()
 
     # layout -----------------------------------------------------------------------------
     def set_layout(self, name: str) -> None:
@@ -218,6 +220,12 @@ class MainWindow(QMainWindow):
         if not self.panel_contributions:
             menu.addAction(QAction("(no plugin panels installed)", self, enabled=False))
 
+    def open_default_panels(self) -> None:
+        """Dock the panels whose manifest says `show: true`; the first of them is the raised tab."""
+        shown = [cid for cid, c in self.panel_contributions.items() if getattr(c.spec, "show", False)]
+        for cid in reversed(shown):
+            self.open_panel(cid)
+
     def open_panel(self, contribution_id: str) -> QWidget | None:
         """Show a plugin's panel in its dock, creating it the first time; a failing factory is
         listed under Help > Plugin problems and the window goes on without it."""
@@ -230,6 +238,7 @@ class MainWindow(QMainWindow):
         if contribution is None:
             self.state.message.emit(f"No plugin panel '{contribution_id}' is installed")
             return None
+        before = set(self.actions())
         try:
             widget = contribution.load()(self)
             if not isinstance(widget, QWidget):
@@ -250,6 +259,11 @@ class MainWindow(QMainWindow):
         dock.show()
         dock.raise_()
         self.plugin_docks[contribution_id] = dock
+        title = contribution.title or contribution_id
+        for action in [a for a in self.actions() if a not in before] + widget.actions():
+            if not action.shortcut().isEmpty():
+                what = action.text().replace("&", "")
+                self.plugin_shortcuts.append((action.shortcut().toString(QKeySequence.NativeText), f"{what} [{title}]"))
         return widget
 
     def plugin_problem_lines(self) -> list[str]:
@@ -274,8 +288,13 @@ class MainWindow(QMainWindow):
     def _show_readout(self, text: str) -> None:
         self.readout.setText(text)
 
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """The built-in keys, then those of the plugin panels opened so far (a panel's actions are
+        known only once its code has run)."""
+        return SHORTCUTS + self.plugin_shortcuts
+
     def show_shortcuts(self) -> None:
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in self.shortcut_rows())
         QMessageBox.information(self, "Keyboard shortcuts", f"<table cellpadding=3>{rows}</table>")
 
     def about_text(self) -> str:
@@ -507,6 +526,8 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
     window.show()
     if volume is not None:
         window.state.set_volume(volume, series_key)
+        if series_key:
+            window.state.set_study_info(store.study_for_series(series_key))
         if labels is not None:
             window.state.set_labels(labels, labels_source, label_names)
             if ground_truth_hidden:  # AI results (from the store) are shown; ground truth one click away

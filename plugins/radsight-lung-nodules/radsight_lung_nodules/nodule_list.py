@@ -44,7 +44,9 @@ class NoduleItem:
 
     @property
     def label(self) -> str:
-        return str(self.record.get("tracking_uid") or self.record.get("id") or self.id[:8])
+        """The short name (N1, M2: the same across visits for a tracked nodule), not the 40-digit
+        tracking UID, which the panel shows as the ID's tooltip."""
+        return str(self.record.get("id") or self.record.get("tracking_uid") or self.id[:8])
 
     def source_text(self) -> str:
         """Where the finding came from: the model with version and confidence, or the reader."""

@@ -187,6 +187,8 @@ class NodulePanel(QWidget):
                 cell.setData(Qt.UserRole, item.id)
                 if col == len(COLUMNS) - 1 and item.decided_by:
                     cell.setToolTip(f"{item.status} by {item.decided_by} at {item.decided_at}")
+                if col == 0 and item.record.get("tracking_uid"):
+                    cell.setToolTip(f"tracking UID {item.record['tracking_uid']}")
                 self.table.setItem(row, col, cell)
             if item.id == self.nodules.selected_id:
                 selected_row = row
