@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         overlays.setObjectName("overlays")
         overlays.setWidget(self.overlay_panel)
         self.addDockWidget(Qt.RightDockWidgetArea, overlays)
+        self.overlays_dock = overlays
         self.ai_panel = AIPanel(self.state, self.run_job)
         ai = QDockWidget("AI", self)
         ai.setObjectName("ai")
@@ -225,6 +226,9 @@ class MainWindow(QMainWindow):
         shown = [cid for cid, c in self.panel_contributions.items() if getattr(c.spec, "show", False)]
         for cid in reversed(shown):
             self.open_panel(cid)
+        if any(self.plugin_docks.get(cid) and self.dockWidgetArea(self.plugin_docks[cid]) == Qt.RightDockWidgetArea
+               for cid in shown):  # a panel shown from the start gets the room of the right column
+            self.resizeDocks([self.panel_area, self.overlays_dock], [640, 260], Qt.Vertical)
 
     def open_panel(self, contribution_id: str) -> QWidget | None:
         """Show a plugin's panel in its dock, creating it the first time; a failing factory is

@@ -74,10 +74,17 @@ def cells(item: NoduleItem, volume: Volume | None) -> list[tuple[str, object]]:
     def number(value, digits=1):
         return ("" if value is None else f"{value:.{digits}f}", value)
 
-    return [(item.label, item.label), location, (str(r.get("type", "")), r.get("type")),
+    return [(item.label, _natural(item.label)), location, (str(r.get("type", "")), r.get("type")),
             number(r.get("mean_diameter_mm")), number(r.get("volume_mm3"), 0),
             number(change, 0),
             number(vdt, 0), (category or "", category), (item.source_text(), item.confidence), (item.status, item.status)]
+
+
+def _natural(label: str) -> tuple:
+    """Sort key that puts N2 before N11."""
+    head = label.rstrip("0123456789")
+    tail = label[len(head):]
+    return (head, int(tail) if tail else -1, label)
 
 
 class NodulePanel(QWidget):
@@ -141,11 +148,12 @@ class NodulePanel(QWidget):
         self.table.sortByColumn(0, Qt.AscendingOrder)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._row_selected)
+        self.table.setMinimumHeight(170)  # header and about five rows
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.figure = Figure(figsize=(4.5, 3.0), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
+        self.canvas.setMinimumHeight(230)
         top = QHBoxLayout()
         for w in (self.measure_button, self.detect_button, self.align_button, self.export_button):
             top.addWidget(w)
@@ -154,7 +162,7 @@ class NodulePanel(QWidget):
             decide.addWidget(w)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.table, 2)
+        layout.addWidget(self.table, 1)
         layout.addLayout(decide)
         layout.addWidget(self.status)
         layout.addWidget(self.canvas, 1)
@@ -174,6 +182,8 @@ class NodulePanel(QWidget):
             self.refresh_table()
             if event == "changed" and nodule_id == self.nodules.selected_id:
                 self._show_selected(move=False)
+            elif self.nodules.selected is None:
+                self._empty_chart()
         self._update_buttons()
 
     def refresh_table(self) -> None:
@@ -215,8 +225,7 @@ class NodulePanel(QWidget):
         self.state.overlays = [o for o in self.state.overlays if not o.name.startswith(OVERLAY_PREFIX)]
         if item is None:
             self.state.overlays_changed.emit()
-            self.figure.clear()
-            self.canvas.draw_idle()
+            self._empty_chart()
             return
         if move:
             self.state.set_crosshair(item.centre)
@@ -226,6 +235,13 @@ class NodulePanel(QWidget):
         else:
             self.state.overlays_changed.emit()
         draw_chart(self.track(item), f"Nodule {item.label}", self.figure)
+        self.canvas.draw_idle()
+
+    def _empty_chart(self) -> None:
+        self.figure.clear()
+        if self.nodules.items:
+            self.figure.text(0.5, 0.5, "Select a nodule for its growth chart", ha="center", va="center",
+                             fontsize=9, color="0.4")
         self.canvas.draw_idle()
 
     def _display_mask(self, item: NoduleItem) -> Volume | None:
