@@ -5,7 +5,8 @@ detector inside the lung (viewer.analysis.candidates) always, because the bundle
 channel never learned. Each candidate is then measured with `measure_at`, which refuses vessels,
 the chest wall and empty lung with a reason; what it measures must be 3-30 mm across (the
 Lung-RADS range of a nodule), mostly surrounded by lung (a piece of the hilum or the diaphragm is
-not), about as full as an ellipsoid, and not the same nodule as an earlier detection. The bundled type classifier, when given,
+not), about as full as an ellipsoid, not a junction where three or more vessels meet, and not the
+same nodule as an earlier detection. The bundled type classifier, when given,
 adds class probabilities and raises or lowers the score.
 
 Every Detection says which method found it, which models took part and how its score was made,
@@ -35,6 +36,9 @@ DENSE_HU = -700.0          # denser than aerated lung: what a nodule is made of 
 MIN_INSCRIBED_MM = 0.8     # a >= 4 mm nodule has a core this far from lung (voxel centres); thinner = small vessel
 MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lung; the hilum and diaphragm have less
 MIN_FILL = 0.6             # volume / sphere of the mean diameter: a nodule is a (near) ellipsoid, a vessel fork is not
+BRANCH_HU = -500.0         # a vessel leaving the nodule: denser than this where it crosses the shell around it
+BRANCH_SECTION = 0.15      # a branch counts when its cross-section is at least this share of the nodule's
+MAX_BRANCHES = 2           # a vessel passing a nodule leaves on two sides; three or more: a vessel junction
 SEG_MODEL_ID = "radsight-demo-lung-nodule-seg"
 CLASSIFIER_ID = "radsight-demo-nodule-classifier"
 
@@ -100,13 +104,14 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
         say(n, len(candidates), f"measuring candidate {n + 1} of {len(candidates)}")
         if any(_inside(d.measurement, candidate.point_lps) for d in detections):
             continue
-        try:
-            m = measure_at(volume, candidate.point_lps)
-        except MeasurementError:
+        m = _measure(volume, candidate.point_lps, region)
+        if m is None:
             continue
         if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_DIAMETER_MM:
             continue
         if _air_contact(volume, m) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
+            continue
+        if _branches(volume, m) > MAX_BRANCHES:
             continue
         if any(_same_nodule(d.measurement, m) for d in detections):
             continue
@@ -208,22 +213,68 @@ def _same_nodule(a: NoduleMeasurement, b: NoduleMeasurement) -> bool:
     return distance <= max(radius, 1.0) or _inside(a, b.centre_lps_mm) or _inside(b, a.centre_lps_mm)
 
 
+def _measure(volume: Volume, point, lung: np.ndarray) -> NoduleMeasurement | None:
+    """measure_at from the candidate's point and, when that is refused near the pleura, again 1
+    and 2 mm further into the lung: a blob detector's peak on a juxtapleural nodule can sit
+    towards the wall, where measure_at sees the wall and the nodule as one structure."""
+    try:
+        return measure_at(volume, point)
+    except MeasurementError:
+        pass
+    inward = _inward(volume, point, lung)
+    for step_mm in (1.0, 2.0) if inward is not None else ():
+        try:
+            return measure_at(volume, np.asarray(point, float) + step_mm * inward)
+        except MeasurementError:
+            continue
+    return None
+
+
+def _inward(volume: Volume, point, lung: np.ndarray, reach_mm: float = 8.0) -> np.ndarray | None:
+    """Unit LPS direction from the point into the lung, away from its nearest boundary; None when
+    the boundary is farther than reach_mm (no pleura nearby: not a juxtapleural case)."""
+    spacing = np.array(volume.spacing)[::-1]
+    centre = np.rint(volume.lps_to_index(point)[::-1]).astype(int)
+    reach = np.ceil((reach_mm + 2.0) / spacing).astype(int)
+    lo = np.maximum(centre - reach, 0)
+    hi = np.minimum(centre + reach + 1, volume.shape)
+    patch = lung[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] > 0
+    c = tuple(np.clip(centre - lo, 0, np.array(patch.shape) - 1))
+    if not patch[c] or patch.all():
+        return None
+    depth = ndimage.distance_transform_edt(patch, sampling=spacing)
+    if depth[c] > reach_mm:
+        return None
+    gradient = np.array([g[c] for g in np.gradient(depth, *spacing)])  # per mm along k, j, i
+    if np.linalg.norm(gradient) < 1e-6:
+        return None
+    lps = volume.direction @ gradient[::-1]
+    return lps / np.linalg.norm(lps)
+
+
+def _dense_patch(volume: Volume, point, reach_mm: float = 6.0):
+    """Dense (> DENSE_HU) voxels in a box of +-reach_mm around the point, its (k, j, i) start and
+    the (z, y, x) spacing; (None, ...) when nothing there is dense."""
+    spacing = np.array(volume.spacing)[::-1]
+    centre = np.rint(volume.lps_to_index(point)[::-1]).astype(int)
+    reach = np.ceil(reach_mm / spacing).astype(int)
+    lo = np.maximum(centre - reach, 0)
+    hi = np.minimum(centre + reach + 1, volume.shape)
+    patch = volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] > DENSE_HU
+    return (patch if patch.any() else None), lo, spacing
+
+
 def _thick_enough(volume: Volume, point) -> bool:
     """Dense tissue at least MIN_INSCRIBED_MM deep within 2 mm of the point: the core of a nodule
     of 4 mm or more; small vessels are thinner. A cheap test that spares most vessel candidates a
     full measurement. Exact Euclidean distance on a small patch (reach 6 mm) suffices because only
     distances up to the threshold matter."""
-    spacing = np.array(volume.spacing)[::-1]
-    centre = np.rint(volume.lps_to_index(point)[::-1]).astype(int)
-    reach = np.ceil(6.0 / spacing).astype(int)
-    lo = np.maximum(centre - reach, 0)
-    hi = np.minimum(centre + reach + 1, volume.shape)
-    patch = volume.voxels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] > DENSE_HU
-    if not patch.any():
+    patch, lo, spacing = _dense_patch(volume, point)
+    if patch is None:
         return False
     depth = ndimage.distance_transform_edt(patch, sampling=spacing)
     near = np.ceil(2.0 / spacing).astype(int)
-    c = centre - lo
+    c = np.rint(volume.lps_to_index(point)[::-1]).astype(int) - lo
     window = depth[max(c[0] - near[0], 0):c[0] + near[0] + 1, max(c[1] - near[1], 0):c[1] + near[1] + 1,
                    max(c[2] - near[2], 0):c[2] + near[2] + 1]
     # scipy measures to the nearest background voxel centre; nodules.py's maps measure between
@@ -238,6 +289,37 @@ def _fill(m: NoduleMeasurement) -> float:
     return m.volume_mm3 / (np.pi / 6 * m.mean_diameter_mm ** 3)
 
 
+def _branches(volume: Volume, m: NoduleMeasurement) -> int:
+    """How many vessel-calibre structures leave the measured blob: dense components crossing the
+    shell 1.5-3.5 mm outside it whose cross-section (shell volume / 2 mm) is at least
+    BRANCH_SECTION of the blob's own axial section. Where vessels branch, the junction is a
+    compact blob that measure_at accepts; three or more vessels as thick as it leave a junction,
+    while a nodule beside a vessel has at most the vessel's two ends (and the chest wall, for a
+    juxtapleural nodule, is one wide structure)."""
+    mask = m.mask.voxels > 0
+    spacing = np.array(m.mask.spacing)[::-1]
+    hu = _hu_under(volume, m)
+    if hu is None:
+        return 0
+    outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    crossing = (outside > 1.5) & (outside <= 3.5) & (hu > BRANCH_HU)
+    labels, n = ndimage.label(crossing)
+    if n == 0:
+        return 0
+    sections = np.bincount(labels.ravel())[1:] * float(np.prod(spacing)) / 2.0
+    return int(np.sum(sections >= BRANCH_SECTION * np.pi * (m.mean_diameter_mm / 2) ** 2))
+
+
+def _hu_under(volume: Volume, m: NoduleMeasurement) -> np.ndarray | None:
+    """The study's HU on the measurement mask's sub-grid (None if it does not fit the study)."""
+    start = np.rint(volume.lps_to_index(m.mask.index_to_lps([0, 0, 0]))).astype(int)[::-1]
+    nz, ny, nx = m.mask.shape
+    if np.any(start < 0):
+        return None
+    hu = volume.voxels[start[0]:start[0] + nz, start[1]:start[1] + ny, start[2]:start[2] + nx]
+    return hu if hu.shape == m.mask.shape else None
+
+
 def _air_contact(volume: Volume, m: NoduleMeasurement) -> float:
     """Share of the shell 1-2 mm outside the nodule that is aerated lung. A nodule lies in lung
     (free: ~1; at the pleura or a vessel: still more than half); a piece of the hilum, the
@@ -246,9 +328,7 @@ def _air_contact(volume: Volume, m: NoduleMeasurement) -> float:
     spacing = np.array(m.mask.spacing)[::-1]
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
     shell = (outside > 1.0) & (outside <= 2.0 + float(max(spacing)) / 2)
-    start = np.rint(volume.lps_to_index(m.mask.index_to_lps([0, 0, 0]))).astype(int)[::-1]
-    nz, ny, nx = mask.shape
-    hu = volume.voxels[start[0]:start[0] + nz, start[1]:start[1] + ny, start[2]:start[2] + nx]
-    if hu.shape != mask.shape or not shell.any():
+    hu = _hu_under(volume, m)
+    if hu is None or not shell.any():
         return 1.0
     return float(np.mean(hu[shell] < AERATED_HU))

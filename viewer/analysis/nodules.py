@@ -32,7 +32,7 @@ SOLID_HU = -300.0        # above: solid tissue (the solid part of a part-solid n
 LOW_MARGIN_HU = 150.0    # the low threshold above the lung background
 SEARCH_MM = 3.0          # how far from the click the nodule's densest point may be
 MAX_ROI_MM = 60.0        # half-size of the largest region examined
-OPENING_FRACTION = 0.75  # vessels thinner than this fraction of the nodule's inscribed radius are cut off
+OPENING_FRACTIONS = (0.75, 0.9, 1.0)  # vessels thinner than this fraction of the nodule's inscribed radius are cut off
 REACH = 2.2              # nodules are compact: nothing farther than this many inscribed radii from the seed
 TUBE_FRACTION = 0.5      # more of the opened structure beyond REACH than this (relative): a vessel
 MAX_ELONGATION = 2.2     # principal-axis ratio: nodules are ellipsoids (< ~1.6), a vessel piece is ~2.5+
@@ -175,16 +175,14 @@ def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
     if seed is None:
         raise MeasurementError("the point lies in the chest wall or mediastinum, not in a nodule in the lung")
     # Vessels: an opening thinner than the nodule removes them; keep what is connected to the seed.
+    # A vessel nearly as thick as the nodule survives the first opening; a wider one (up to the
+    # nodule's own inscribed radius) is tried before the structure is called a vessel.
     inscribed = _inscribed_radius(inside, seed, roi)
-    opening = max(OPENING_FRACTION * inscribed, min(spacing))
-    # The dilation back reaches one voxel further than the erosion: the distance map measures from
-    # boundary voxel centres, half a voxel inside the surface, on both steps.
-    eroded = _erode(inside, opening, roi)
-    core = _component_at(_dilate(eroded, opening + max(spacing), roi) & inside, seed, distance) if eroded.any() else None
-    if core is None:
-        core = _component_at(inside, seed, distance)
-    within = core & (distance <= REACH * inscribed + max(spacing))
-    if (core & ~within).sum() > TUBE_FRACTION * within.sum():
+    for fraction in OPENING_FRACTIONS:
+        within = _opened_core(inside, seed, distance, roi, max(fraction * inscribed, min(spacing)), inscribed)
+        if within is not None:
+            break
+    else:
         raise MeasurementError("the structure at this point runs on beyond a nodule's size, like a vessel; "
                                "if a nodule touches a vessel as thick as itself, measure it by hand")
     core = _component_at(within, seed, distance)
@@ -204,6 +202,23 @@ def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
         raise MeasurementError(f"the structure at this point is elongated ({elongation:.1f}:1) like a vessel, "
                                "not a nodule; click the centre of a nodule")
     return _numbers(roi, hu, nodule, core, background, level, lung, dense)
+
+
+def _opened_core(inside: np.ndarray, seed, distance: np.ndarray, roi: Volume, opening: float,
+                 inscribed: float) -> np.ndarray | None:
+    """The seed's structure after an opening of `opening` mm, cut to REACH inscribed radii; None
+    when too much of it runs on beyond that (a vessel, not a nodule)."""
+    spacing = np.array(roi.spacing)
+    # The dilation back reaches one voxel further than the erosion: the distance map measures from
+    # boundary voxel centres, half a voxel inside the surface, on both steps.
+    eroded = _erode(inside, opening, roi)
+    core = _component_at(_dilate(eroded, opening + max(spacing), roi) & inside, seed, distance) if eroded.any() else None
+    if core is None:
+        core = _component_at(inside, seed, distance)
+    within = core & (distance <= REACH * inscribed + max(spacing))
+    if (core & ~within).sum() > TUBE_FRACTION * within.sum():
+        return None
+    return within
 
 
 def _elongation(mask: np.ndarray, spacing: np.ndarray) -> float:
