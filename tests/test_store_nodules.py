@@ -100,3 +100,13 @@ def test_a_database_of_the_previous_schema_migrates_in_place(tmp_path):
     with Store(path) as store:  # reopening does not migrate again
         assert store.schema_version == SCHEMA_VERSION
         assert store.nodules("s1")[0]["decision"]["decision"] == "accepted"
+
+
+def test_tracking_uid_set_later_is_kept_in_column_and_record(tmp_path):
+    with Store(tmp_path / "db.sqlite3") as store:
+        nodule_id = store.save_nodule("series-1", {"id": "N1", "tracking_uid": None, "centre_lps_mm": [1, 2, 3],
+                                                   "volume_mm3": 50.0, "mean_diameter_mm": 4.6}, "measured")
+        store.set_nodule_tracking_uid(nodule_id, "2.25.1234")
+    with Store(tmp_path / "db.sqlite3") as store:
+        row = store.nodules("series-1")[0]
+        assert row["tracking_uid"] == "2.25.1234" and row["record"]["tracking_uid"] == "2.25.1234"

@@ -37,6 +37,11 @@ class Nodule:
     mean_diameter_mm: float
 
 
+@dataclass(frozen=True)
+class StoredNodule(Nodule):
+    tracking_uid: str | None = None
+
+
 def edit(folder: Path, **tags) -> Path:
     for path in folder.glob("*.dcm"):
         ds = pydicom.dcmread(path)
@@ -199,6 +204,21 @@ def test_tracking_uids_are_stable_across_reruns_orders_and_added_visits():
     assert {t.uid for t in shorter.tracks} <= {t.uid for t in first.tracks}
     assert track(points, max_gap=0).tracks != first.tracks  # without gaps, B starts a second track
     assert len(track(points, max_gap=0).tracks) == len(first.tracks) + 1
+
+
+def test_a_stored_tracking_uid_is_kept_not_derived_again():
+    """A prior's nodule that an earlier analysis labelled carries its UID; its track keeps it even
+    when the centre it was stored with no longer gives the same derived UID (rounded storage)."""
+    points = hand_made()
+    derived = track(points)
+    a_uid = derived.track_of(0, 1).uid
+    stored = TimePoint(points[0].study_uid, points[0].study_date,
+                       [points[0].nodules[0], StoredNodule((0.04, 0.0, 0.0), 100.0, 5.8, "2.25.42"),
+                        points[0].nodules[2]])
+    again = track([stored, *points[1:]])
+    assert again.track_of(0, 1).uid == "2.25.42" and again.track_of(2, 1).uid == "2.25.42"
+    assert again.track_of(0, 1).uid != a_uid
+    assert {t.uid for t in again.tracks} - {"2.25.42"} == {t.uid for t in derived.tracks} - {a_uid}
 
 
 # -- the demo's three visits, registered for real ----------------------------------------------

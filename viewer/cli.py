@@ -12,6 +12,7 @@ from pathlib import Path
 
 from viewer import __version__
 from viewer.core.errors import RadSightError
+from viewer.core.points import parse_point
 
 
 class StderrProgress:
@@ -301,14 +302,6 @@ def cmd_open(args) -> int:
     return run_viewer(paths=args.paths)
 
 
-def _parse_point(text: str) -> tuple[float, float, float]:
-    try:
-        x, y, z = (float(v) for v in text.split(","))
-    except ValueError:
-        raise RadSightError(f"--at needs three numbers X,Y,Z in LPS mm; got {text!r}") from None
-    return x, y, z
-
-
 def cmd_render(args) -> int:
     from viewer.core.presets import find_preset
     from viewer.dicom import load
@@ -339,7 +332,7 @@ def cmd_render(args) -> int:
         _emit({"out": str(out), "width": rgb.shape[1], "height": rgb.shape[0], "view": "3d"},
               args.json, lambda d: print(d["out"]))
         return 0
-    at = _parse_point(args.at) if args.at else None
+    at = parse_point(args.at) if args.at else None
     if args.slice is not None:
         if not 0 <= args.slice < volume.shape[0]:
             raise RadSightError(f"--slice {args.slice} is outside 0..{volume.shape[0] - 1}")
@@ -491,7 +484,7 @@ def cmd_explain(args) -> int:
 
     if not Path(args.path).exists():
         raise RadSightError(f"{args.path}: no such file or folder")
-    point = _parse_point(args.at) if args.at else None
+    point = parse_point(args.at) if args.at else None
     with Store() as store:
         data = explain_study(args.path, args.model, args.out, point, method=args.method, target=args.target,
                              palette=args.palette, store=store, provider=args.provider)

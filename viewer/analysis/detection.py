@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from viewer.analysis.candidates import (Candidate, blob_candidates, channel_candidates, search_region,
                                         threshold_lung_mask)
-from viewer.analysis.nodules import AERATED_HU, MeasurementError, NoduleMeasurement, measure_at
+from viewer.analysis.nodules import AERATED_HU, OPENING_FRACTIONS, MeasurementError, NoduleMeasurement, measure_at
 from viewer.core.errors import RadSightError
 from viewer.core.results import Classification, ModelRef
 from viewer.core.volume import Volume
@@ -38,6 +38,7 @@ MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lu
 MIN_FILL = 0.6             # volume / sphere of the mean diameter: a nodule is a (near) ellipsoid, a vessel fork is not
 BRANCH_HU = -500.0         # a vessel leaving the nodule: denser than this where it crosses the shell around it
 BRANCH_SECTION = 0.15      # a branch counts when its cross-section is at least this share of the nodule's
+DETECTION_OPENINGS = OPENING_FRACTIONS[:1]  # wider openings separate fused vessels but also make blobs of them
 MAX_BRANCHES = 2           # a vessel passing a nodule leaves on two sides; three or more: a vessel junction
 SEG_MODEL_ID = "radsight-demo-lung-nodule-seg"
 CLASSIFIER_ID = "radsight-demo-nodule-classifier"
@@ -218,13 +219,13 @@ def _measure(volume: Volume, point, lung: np.ndarray) -> NoduleMeasurement | Non
     and 2 mm further into the lung: a blob detector's peak on a juxtapleural nodule can sit
     towards the wall, where measure_at sees the wall and the nodule as one structure."""
     try:
-        return measure_at(volume, point)
+        return measure_at(volume, point, DETECTION_OPENINGS)
     except MeasurementError:
         pass
     inward = _inward(volume, point, lung)
     for step_mm in (1.0, 2.0) if inward is not None else ():
         try:
-            return measure_at(volume, np.asarray(point, float) + step_mm * inward)
+            return measure_at(volume, np.asarray(point, float) + step_mm * inward, DETECTION_OPENINGS)
         except MeasurementError:
             continue
     return None

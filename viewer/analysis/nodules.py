@@ -67,8 +67,13 @@ class NoduleMeasurement:
         return data
 
 
-def measure_at(volume: Volume, point_lps) -> NoduleMeasurement:
-    """Measure the nodule at `point_lps` (LPS mm) of a CT volume in HU."""
+def measure_at(volume: Volume, point_lps, openings: tuple[float, ...] = OPENING_FRACTIONS) -> NoduleMeasurement:
+    """Measure the nodule at `point_lps` (LPS mm) of a CT volume in HU.
+
+    `openings`: the vessel-cutting openings to try, as fractions of the nodule's inscribed radius.
+    A reader's click says a nodule is there, so all are tried and a nodule fused with a vessel
+    nearly as thick as itself is still separated; automatic detection passes the first only,
+    since wider openings also turn pieces of vessels into blobs."""
     if volume.source.modality not in ("CT", None, ""):
         raise MeasurementError(f"nodule measurement needs CT in HU; this series is {volume.source.modality}")
     point = np.asarray(point_lps, float)
@@ -79,7 +84,7 @@ def measure_at(volume: Volume, point_lps) -> NoduleMeasurement:
     while True:
         roi = _roi(volume, point, half)
         try:
-            return _measure(roi, point)
+            return _measure(roi, point, openings)
         except _TouchesBorder:
             if half >= MAX_ROI_MM:
                 raise MeasurementError("the structure at this point is larger than a nodule "
@@ -147,7 +152,7 @@ def _radius(mm: float, like: Volume) -> list[int]:
     return [max(int(round(mm / s)), 1) for s in like.spacing]
 
 
-def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
+def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> NoduleMeasurement:
     hu = roi.voxels
     spacing = np.array(roi.spacing)  # x, y, z
     zyx_spacing = spacing[::-1]
@@ -178,7 +183,7 @@ def _measure(roi: Volume, point: np.ndarray) -> NoduleMeasurement:
     # A vessel nearly as thick as the nodule survives the first opening; a wider one (up to the
     # nodule's own inscribed radius) is tried before the structure is called a vessel.
     inscribed = _inscribed_radius(inside, seed, roi)
-    for fraction in OPENING_FRACTIONS:
+    for fraction in openings:
         within = _opened_core(inside, seed, distance, roi, max(fraction * inscribed, min(spacing)), inscribed)
         if within is not None:
             break

@@ -18,7 +18,8 @@ How it works:
 The tracking UID is a DICOM UID (2.25.<UUID as an integer>) derived by name (UUID version 5)
 from the baseline study UID, the study where the track starts and the track's first centre in
 that study's own frame, so re-running the tracker on the same inputs, or with more follow-ups added, gives the
-same UID. Human labels "N1", "N2", ... order the tracks by their latest volume, largest first.
+same UID; a nodule that already carries a `tracking_uid` (stored by an earlier analysis) gives its
+track that UID instead, so a UID once reported never changes. Human labels "N1", "N2", ... order the tracks by their latest volume, largest first.
 """
 
 from __future__ import annotations
@@ -231,6 +232,16 @@ def _assign(last: list[tuple[int, int]], t: int, ordered: tuple[TimePoint, ...],
     return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < _NO_MATCH]
 
 
+def _given_uid(obs: list[tuple[int, int]], ordered: tuple[TimePoint, ...]) -> str | None:
+    """The tracking UID an earlier analysis already gave this track (a stored nodule carries it),
+    earliest observation first: once reported, a UID is kept, not derived again."""
+    for t, n in obs:
+        given = getattr(ordered[t].nodules[n], "tracking_uid", None)
+        if given:
+            return str(given)
+    return None
+
+
 def _build(obs: list[tuple[int, int]], ordered: tuple[TimePoint, ...], days: tuple[int, ...],
            centres: list[np.ndarray], relative_error: float) -> tuple[Track, float]:
     observations = tuple(
@@ -257,5 +268,5 @@ def _build(obs: list[tuple[int, int]], ordered: tuple[TimePoint, ...], days: tup
     # A name-based UUID (RFC 4122 version 5) in the 2.25 arc (ITU-T X.667): deterministic, unlike
     # pydicom's generate_uid(prefix=None), which ignores its entropy and returns a random UUID.
     name = "|".join([ordered[0].study_uid, ordered[first].study_uid, ",".join(f"{float(v):.1f}" for v in origin)])
-    uid = f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
+    uid = _given_uid(obs, ordered) or f"2.25.{uuid.uuid5(uuid.NAMESPACE_OID, name).int}"
     return Track(uid, "", observations, tuple(statuses), steps, overall), observations[-1].volume_mm3

@@ -29,6 +29,18 @@ class ModelRef:
     def __str__(self) -> str:
         return f"{self.name or self.id} {self.version}"
 
+    @staticmethod
+    def parts(model) -> tuple[str, str]:
+        """(id, version) of a ModelRef, a card, a {"id", "version"} dict or an (id, version) pair;
+        ("", "") for None. Stored rows and UI lists accept any of these."""
+        if model is None:
+            return "", ""
+        if isinstance(model, dict):
+            return str(model.get("id") or ""), str(model.get("version") or "")
+        if isinstance(model, (tuple, list)):
+            return str(model[0]), str(model[1])
+        return str(model.id), str(model.version)
+
 
 @dataclass(frozen=True)
 class Mask:

@@ -21,6 +21,7 @@ import numpy as np
 
 from viewer.core.errors import RadSightError
 from viewer.core.measurements import Measurement
+from viewer.core.results import ModelRef
 from viewer.core.volume import GeometryWarning, Volume
 from viewer.dicom.header import SliceRecord
 from viewer.dicom.info import series_info
@@ -232,7 +233,7 @@ class Store:
         returns its new id. `model` is anything with id and version (a ModelRef, a dict, a pair)."""
         if source not in NODULE_SOURCES:
             raise ValueError(f"nodule source must be one of {NODULE_SOURCES}; got {source!r}")
-        model_id, model_version = _model_ref(model)
+        model_id, model_version = ModelRef.parts(model)
         if source == "ai" and not model_id:
             raise ValueError("an AI nodule needs the model that found it (id and version)")
         if study_uid is None:
@@ -300,6 +301,18 @@ class Store:
         return [{"decision": d, "user": u, "at": at, "record": None if r is None else json.loads(r)}
                 for d, u, at, r in rows]
 
+    def set_nodule_tracking_uid(self, nodule_id: str, tracking_uid: str) -> None:
+        """Name the track a stored nodule belongs to (found when a later study is compared with its
+        study); the record's own tracking_uid follows, so both always agree."""
+        row = self.db.execute("SELECT record_json FROM nodules WHERE id = ?", (nodule_id,)).fetchone()
+        if row is None:
+            raise RadSightError(f"no nodule {nodule_id} in {self.path}: it may have been deleted")
+        record = json.loads(row[0])
+        record["tracking_uid"] = tracking_uid
+        with self.db:
+            self.db.execute("UPDATE nodules SET tracking_uid = ?, record_json = ? WHERE id = ?",
+                            (tracking_uid, json.dumps(record), nodule_id))
+
     def delete_nodule(self, nodule_id: str) -> None:
         """Remove a nodule and its decisions."""
         with self.db:
@@ -308,16 +321,6 @@ class Store:
     def table_counts(self) -> dict[str, int]:
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                 for t in ("studies", "series", "frames", "file_problems")}
-
-
-def _model_ref(model) -> tuple[str, str]:
-    if model is None:
-        return "", ""
-    if isinstance(model, dict):
-        return str(model.get("id") or ""), str(model.get("version") or "")
-    if isinstance(model, (tuple, list)):
-        return str(model[0]), str(model[1])
-    return str(model.id), str(model.version)
 
 
 def _mask_to_blob(mask: Volume | None) -> bytes | None:

@@ -9,8 +9,9 @@ rejected; a prior never analysed is detected afresh with the same models.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from viewer.analysis.detection import CLASSIFIER_ID, Detection, detect_in_study, detect_nodules
 from viewer.analysis.guidelines import fleischner_2017, lung_rads_v2022, worst
-from viewer.analysis.registration import register
+from viewer.analysis.registration import Registration, register
 from viewer.analysis.timepoint import StudyMismatchError, TimePoint, check_pair
 from viewer.analysis.tracking import Tracking, track
 from viewer.core.errors import RadSightError
@@ -28,6 +29,7 @@ from viewer.dicom.study_facts import StudyFacts, read_study_facts
 from radsight_lung_nodules.records import detection_record
 
 GUIDELINES = ("lung-rads", "fleischner")
+REGISTRATION_CACHE_VERSION = 1  # bump when register() changes, so older results are not reused
 
 
 @dataclass
@@ -55,7 +57,9 @@ def run(context) -> dict:
 
     visits = [_load_prior(facts, path, context, progress) for facts, path in sorted(priors, key=lambda p: p[0].study_date)]
     visits.append(current)
-    tracking = _track(visits, progress) if len(visits) > 1 else None
+    tracking = _track(visits, progress, context.store)
+    if context.store is not None:
+        _label_prior_rows(context.store, visits[:-1], tracking)
 
     records = _records(current, visits, tracking, guideline)
     if context.store is not None:
@@ -63,12 +67,10 @@ def run(context) -> dict:
     assessment = _study_assessment(records, guideline)
     out = Path(context.out_dir) / "nodules.json"
     out.write_text(json.dumps({"nodules": records, "assessment": assessment,
-                               "longitudinal": tracking.to_json() if tracking else None}, indent=1))
+                               "longitudinal": tracking.to_json()}, indent=1))
     progress(1, 1, f"nodules: {len(records)} found")
-    result = {"nodules": records, "assessment": assessment, "outputs": {"nodules": str(out)}}
-    if tracking is not None:
-        result["longitudinal"] = tracking.to_json()
-    return result
+    return {"nodules": records, "assessment": assessment, "outputs": {"nodules": str(out)},
+            "longitudinal": tracking.to_json()}
 
 
 def _prior_facts(path: Path, current: StudyFacts) -> tuple[StudyFacts, Path]:
@@ -126,50 +128,85 @@ def _stored_nodules(store, series_key: str) -> list | None:
             continue
         record = row.get("current") or row["record"]
         kept.append(SimpleNamespace(centre_lps_mm=tuple(record["centre_lps_mm"]), volume_mm3=float(record["volume_mm3"]),
-                                    mean_diameter_mm=float(record["mean_diameter_mm"])))
+                                    mean_diameter_mm=float(record["mean_diameter_mm"]), row_id=row["id"],
+                                    tracking_uid=row.get("tracking_uid") or None))
     return kept
 
 
-def _track(visits: list[_Visit], progress) -> Tracking:
+def _track(visits: list[_Visit], progress, store) -> Tracking:
+    """Track across the visits (one visit: every nodule starts a track, so it has its UID from
+    the first analysis on and keeps it when follow-ups come)."""
     timepoints = [TimePoint.from_facts(visits[0].facts, visits[0].nodules, volume=visits[0].volume)]
     for n in range(1, len(visits)):
         progress(n, len(visits), f"nodules: registering visit {n + 1} of {len(visits)} to its prior")
-        registration = register(visits[n - 1].volume, visits[n].volume)
+        registration = _registration(visits[n - 1], visits[n], store)
         timepoints.append(TimePoint.from_facts(visits[n].facts, visits[n].nodules, registration, visits[n].volume))
     return track(timepoints)
 
 
-def _records(current: _Visit, visits: list[_Visit], tracking: Tracking | None, guideline: str) -> list[dict]:
+def _registration(prior: _Visit, current: _Visit, store) -> Registration:
+    """register(), or the stored result of registering the same two series before: a third visit
+    needs the first two in register again, and that pair has not changed."""
+    cache = None
+    if store is not None and getattr(store, "path", None):
+        key = hashlib.sha256(f"{prior.series_key}|{current.series_key}|{REGISTRATION_CACHE_VERSION}".encode()).hexdigest()
+        cache = Path(store.path).parent / "registrations" / f"{key[:32]}.json"
+        if cache.is_file():
+            try:
+                saved = json.loads(cache.read_text())
+                found = Registration.from_matrix(saved["matrix"], prior_study_uid=prior.facts.study_uid,
+                                                 current_study_uid=current.facts.study_uid, method=saved["method"])
+                return replace(found, metric=saved["metric"], lung_overlap=saved["lung_overlap"],
+                               correlation=saved["correlation"], seconds=saved["seconds"])
+            except (OSError, ValueError, KeyError, TypeError, RadSightError):
+                pass  # unreadable cache: register again and overwrite it
+    registration = replace(register(prior.volume, current.volume), prior_study_uid=prior.facts.study_uid,
+                           current_study_uid=current.facts.study_uid)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"matrix": registration.matrix.tolist(), "method": registration.method,
+                                     "metric": registration.metric, "lung_overlap": registration.lung_overlap,
+                                     "correlation": registration.correlation, "seconds": registration.seconds}))
+    return registration
+
+
+def _label_prior_rows(store, priors: list[_Visit], tracking: Tracking) -> None:
+    """Give the priors' stored nodules the tracking UID their track has now, where they had none."""
+    for t, visit in enumerate(priors):
+        for n, nodule in enumerate(visit.nodules):
+            row_id = getattr(nodule, "row_id", None)
+            if row_id is None or getattr(nodule, "tracking_uid", None):
+                continue
+            store.set_nodule_tracking_uid(row_id, tracking.track_of(t, n).uid)
+
+
+def _records(current: _Visit, visits: list[_Visit], tracking: Tracking, guideline: str) -> list[dict]:
     records = []
     t = len(visits) - 1
     for n, detection in enumerate(current.detections):
         m = detection.measurement
-        if tracking is None:
-            record = detection_record(detection, f"N{n + 1}")
-            record["history"] = [_point(current.facts, 0, m.volume_mm3, m.mean_diameter_mm, "baseline")]
-        else:
-            tr = tracking.track_of(t, n)
-            prior = tracking.prior_json(t, n)
-            record = detection_record(detection, tr.label, tracking_uid=tr.uid, prior=prior)
-            step = tr.step_to(t)
-            if prior is not None:
-                before = tr.at(step.prior)
-                prior["mean_diameter_mm"] = round(before.mean_diameter_mm, 1)
-                prior["study_uid"] = tracking.timepoints[step.prior].study_uid
-                prior["growing"] = step.growth.growing
-                prior["assessment"] = step.growth.assessment
-            record["status"] = tr.statuses[t]
-            record["history"] = [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
-                                        o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
-                                 for o in tr.observations]
+        tr = tracking.track_of(t, n)
+        prior = tracking.prior_json(t, n)
+        record = detection_record(detection, tr.label, tracking_uid=tr.uid, prior=prior)
+        step = tr.step_to(t)
+        if prior is not None:
+            before = tr.at(step.prior)
+            prior["mean_diameter_mm"] = round(before.mean_diameter_mm, 1)
+            prior["study_uid"] = tracking.timepoints[step.prior].study_uid
+            prior["growing"] = step.growth.growing
+            prior["assessment"] = step.growth.assessment
+        record["status"] = tr.statuses[t]
+        record["history"] = [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
+                                    o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
+                             for o in tr.observations]
+        if t > 0:
             record["lung_rads"] = _lung_rads(m, baseline=False, new=prior is None,
                                              growing=bool(step and step.growth.growing))
         if guideline == "fleischner":
             record["fleischner"] = _fleischner(m, multiple=len(current.detections) > 1)
         records.append(record)
     records.sort(key=lambda r: int(r["id"][1:]) if r["id"][1:].isdigit() else 0)
-    if tracking is not None:
-        records.extend(_resolved(tracking, t))
+    records.extend(_resolved(tracking, t))
     return records
 
 

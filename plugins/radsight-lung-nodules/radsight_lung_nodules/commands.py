@@ -8,14 +8,7 @@ import sys
 from pathlib import Path
 
 from viewer.core.errors import RadSightError
-
-
-def _point(text: str) -> tuple[float, float, float]:
-    try:
-        x, y, z = (float(v) for v in text.split(","))
-    except ValueError:
-        raise RadSightError(f"--at needs three numbers X,Y,Z in LPS mm; got {text!r}") from None
-    return x, y, z
+from viewer.core.points import parse_point
 
 
 def measure(args: argparse.Namespace) -> int:
@@ -25,7 +18,7 @@ def measure(args: argparse.Namespace) -> int:
 
     from radsight_lung_nodules.records import nodule_record
 
-    point = _point(args.at)
+    point = parse_point(args.at)
     if not Path(args.path).exists():
         raise RadSightError(f"{args.path}: no such file or folder")
     volume = load(args.path, series_uid=args.series)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from viewer.core.results import ModelRef
 from viewer.core.volume import Volume
 
 PENDING = "pending"
@@ -100,7 +101,7 @@ class NoduleList:
 
     def add(self, record: dict, source: str, mask: Volume | None = None, model=None,
             confidence: float | None = None) -> NoduleItem:
-        model_id, model_version = _model_ref(model)
+        model_id, model_version = ModelRef.parts(model)
         if self.store is not None and self.series_key:
             nodule_id = self.store.save_nodule(self.series_key, record, source, mask=mask,
                                                model=(model_id, model_version) if model_id else None,
@@ -150,13 +151,3 @@ class NoduleList:
     @property
     def selected(self) -> NoduleItem | None:
         return None if self.selected_id is None else self.get(self.selected_id)
-
-
-def _model_ref(model) -> tuple[str, str]:
-    if model is None:
-        return "", ""
-    if isinstance(model, dict):
-        return str(model.get("id") or ""), str(model.get("version") or "")
-    if isinstance(model, (tuple, list)):
-        return str(model[0]), str(model[1])
-    return str(model.id), str(model.version)
