@@ -16,12 +16,17 @@ from typing import Any
 from viewer.core.errors import RadSightError
 
 STATUSES = ("draft", "signed")
-SOURCES = ("reader", "measured", "ai")
+SOURCES = ("reader", "measured", "ai", "dicom")  # dicom: read from the images' headers (e.g. the study date)
 DECISIONS = ("accepted", "edited", "rejected")
 
 
 class ReportError(RadSightError):
     """A report that cannot be built, edited or signed as asked; the message says which field."""
+
+
+def version_key(report_id: str, version: int) -> str:
+    """The name of one version of a report, "ID/vN" (Report.key)."""
+    return f"{report_id}/v{version}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Report:
     amendment_reason: str | None = None
     signer: str | None = None           # the signing certificate's subject common name
     signed_at: str | None = None        # UTC ISO 8601
+    template_version: str | None = None  # the template's version when the report was drafted
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -116,6 +122,16 @@ class Report:
         fields = [name for name, v in self.values.items() if not v.confirmed]
         findings = [f"finding {f.record.get('id')}" for f in self.findings if f.include and not f.confirmed]
         return fields + findings
+
+    @property
+    def key(self) -> str:
+        """This version's name, "ID/vN": what an amendment's `predecessor_id` holds."""
+        return version_key(self.id, self.version)
+
+    def edited(self, **changes) -> "Report":
+        """A copy with `changes` (dataclass fields); refused for a signed version."""
+        self._editable()
+        return replace(self, **changes)
 
     def with_value(self, name: str, value: FieldValue) -> "Report":
         self._editable()
