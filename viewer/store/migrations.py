@@ -109,3 +109,43 @@ MIGRATIONS.append(
     CREATE INDEX decisions_by_nodule ON nodule_decisions(nodule_id);
     """
 )
+
+MIGRATIONS.append(
+    # 5: structured reports, one row per version (a signed version is read-only: amendments are new
+    # versions chained by predecessor "ID/vN"), and the audit log (append-only; users are login
+    # names, never patients; detail names fields, never their values).
+    """
+    CREATE TABLE reports (
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version >= 1),
+        status TEXT NOT NULL CHECK (status IN ('draft', 'signed')),
+        template TEXT NOT NULL,
+        study_uid TEXT NOT NULL DEFAULT '',
+        json TEXT NOT NULL,
+        predecessor TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (id, version)
+    );
+    CREATE INDEX reports_by_study ON reports(study_uid);
+    CREATE TRIGGER signed_reports_are_read_only BEFORE UPDATE ON reports WHEN OLD.status = 'signed'
+    BEGIN SELECT RAISE(ABORT, 'a signed report version is read-only; amend it instead'); END;
+    CREATE TRIGGER signed_reports_are_kept BEFORE DELETE ON reports WHEN OLD.status = 'signed'
+    BEGIN SELECT RAISE(ABORT, 'a signed report version cannot be deleted'); END;
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        report_id TEXT,
+        report_version INTEGER,
+        study_uid TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_by_report ON audit_log(report_id);
+    CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_is_kept BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    """
+)
