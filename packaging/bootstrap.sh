@@ -13,10 +13,11 @@ shift || true
 say() { printf '\033[1m[radsight setup]\033[0m %s\n' "$*" >&2; }
 
 # Debian packages: Qt's xcb plugin and VTK's EGL/GLX (see shared/ENVIRONMENT.md), a virtual screen
-# for the viewer and its tests, and the DICOM validators the tests run (dciodvfy, dcmsign).
+# for the viewer and its tests, and the DICOM validators the tests run (dciodvfy, dcmsign)
+# and poppler's PDF tools (pdfsig checks signed report PDFs, pdftoppm renders them).
 APT_PACKAGES="python3-venv xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
 libegl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgl1 libopengl0 libfontconfig1 libdbus-1-3 \
-dicom3tools dcmtk"
+dicom3tools dcmtk poppler-utils"
 
 install_system_packages() {
     command -v dpkg >/dev/null 2>&1 || { say "not a Debian/Ubuntu system: install the equivalents of: $APT_PACKAGES"; return 0; }
