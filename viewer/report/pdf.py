@@ -28,12 +28,14 @@ from matplotlib.textpath import TextToPath
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
 from viewer.report.pdf_signature import sign_pdf_bytes
 from viewer.report.summary import SummaryApproval, nodule_side
+from viewer.report.templates import find_template
 
 PAGE_W, PAGE_H = 8.27, 11.69            # A4 in inches
 MARGIN, TOP, BOTTOM = 0.7, 0.6, 0.8
 TEXT_W = PAGE_W - 2 * MARGIN
 DECISION_SUPPORT = "AI results are decision support: values marked AI were proposed by a model and reviewed by the reader."
 UNITS = {"mm3": "mm³", "d": "days", "[hnsf'U]": "HU", "%": "%"}
+SOURCE_WORDS = {"dicom": "from the images' DICOM headers"}
 AI_COLOUR, MUTED, RULE, SHADE = "#1f4e9c", "#555555", "#999999", "#eef1f6"
 _METRICS = TextToPath()
 
@@ -246,24 +248,29 @@ def format_value(value: FieldValue) -> str:
     else:
         text = _number(v, 2) if isinstance(v, float) else _number(v)
     unit = UNITS.get(value.unit, value.unit) if value.unit else None
+    if unit and unit.startswith("{") and unit.endswith("}"):     # a UCUM annotation: "{nodules}"
+        unit = unit[1:-1]
     return f"{text} {unit}" if unit and text != "-" else text
 
 
 def provenance_note(provenance: Provenance, confirmed: bool) -> str | None:
-    """Where a value came from, in one line: model and version, confidence, the reader's decision."""
-    if provenance.source == "reader" and provenance.decision in (None, "accepted") and confirmed:
-        return None
-    parts = []
-    if provenance.source == "ai":
-        parts.append(f"AI: {provenance.model_id} {provenance.model_version}")
-    elif provenance.source == "measured":
+    """Where a value came from, in one line: AI with model, version and confidence, measured, or
+    read from the images, then the reader's decision; None for the reader's own typing."""
+    source = provenance.source
+    if source == "reader":
+        if confirmed and provenance.decision in (None, "accepted"):
+            return None
+        parts = ["typed by the reader"]
+    elif source == "ai":
+        parts = [f"AI: {provenance.model_id} {provenance.model_version}"]
+    elif source == "measured":
         model = f" ({provenance.model_id} {provenance.model_version})" if provenance.model_id else ""
-        parts.append(f"measured{model}")
+        parts = [f"measured{model}"]
     else:
-        parts.append("reader")
+        parts = [SOURCE_WORDS.get(source, source)]
     if provenance.confidence is not None:
         parts.append(f"confidence {provenance.confidence:.2f}")
-    if provenance.source != "reader" or provenance.decision:
+    if source in ("ai", "measured") or provenance.decision == "edited":
         parts.append(f"reader {provenance.decision}" if provenance.decision else "reader decision pending")
     if not confirmed:
         parts.append("NOT CONFIRMED")
@@ -281,6 +288,48 @@ def _default_sections(report: Report) -> list[tuple[str, list[tuple[str, str]]]]
         section = _label(name.split(".", 1)[0]) if "." in name else "Report"
         groups.setdefault(section, []).append((name, _label(name)))
     return list(groups.items())
+
+
+FINDINGS = "\0findings"                  # a section item that stands for the nodule table
+HEADER_FIELDS = ("study_date", "exam_date")
+
+
+def _layout(report: Report) -> tuple[list[tuple[str, list[tuple[str, str]]]], str]:
+    """Sections as (title, [(field id, label)]) and the title, from the report's template when it
+    is installed; else fields grouped by id prefix under a title made from the template id."""
+    try:
+        template = find_template(report.template_id)
+    except ReportError:
+        return _default_sections(report), template_title(report.template_id)
+    sections = [(s.title, [(FINDINGS if f.type == "findings" else f.id, f.label) for f in s.fields])
+                for s in template.sections]
+    listed = {name for _, items in sections for name, _ in items}
+    extra = [(name, _label(name)) for name in report.values if name not in listed]
+    if extra:
+        sections.append(("Other fields", extra))
+    return sections, template.title
+
+
+def _nodules(page: _Layout, report: Report) -> None:
+    """The nodule table, each nodule's deciding Lung-RADS rule and the models behind them."""
+    findings = [f for f in report.findings if f.include]
+    rejected = len(report.findings) - len(findings)
+    if findings:
+        page.table(NODULE_COLUMNS, nodule_rows(findings))
+    else:
+        page.paragraph("No nodules reported.", size=9.5)
+    for f in findings:
+        lr = f.record.get("lung_rads") or {}
+        if lr.get("rule"):
+            page.paragraph(f"{f.record.get('id')}: Lung-RADS {lr.get('category')} ({lr['rule']}). "
+                           f"{lr.get('management', '')}", size=8, colour=MUTED, after=0.02)
+    models = sorted({f"{m['id']} {m['version']}" for f in findings
+                     for m in (f.record.get("provenance") or {}).get("models") or () if m.get("id")})
+    if models:
+        page.paragraph(f"AI models behind these findings: {', '.join(models)}.", size=8, colour=AI_COLOUR)
+    if rejected:
+        page.paragraph(f"{rejected} AI finding(s) rejected by the reader are not reported (kept in the audit trail).",
+                       size=8, colour=MUTED)
 
 
 def _source(finding: Finding) -> str:
@@ -329,7 +378,7 @@ def nodule_rows(findings: Iterable[Finding]) -> list[list[str]]:
 
 NODULE_COLUMNS = (("ID", 0.38), ("Type", 0.82), ("Side", 0.45), ("Mean diameter (mm)", 0.68),
                   ("Volume (mm³)", 0.62), ("Volume change (%)", 0.66), ("VDT (days)", 0.58),
-                  ("Lung-RADS", 0.72), ("Source", TEXT_W - 4.91))
+                  ("Lung-RADS", 0.8), ("Source", TEXT_W - 4.99))
 # A doubling time beyond ten years says "not growing"; its exact figure is noise.
 VDT_SHOWN_MAX_DAYS = 3650
 
@@ -361,10 +410,11 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
                sections: Sequence[tuple[str, Sequence[tuple[str, str]]]] | None = None) -> bytes:
     """The unsigned PDF bytes of a report (see write_pdf)."""
     _check_inputs(report, None, summary, [*(k.png_path for k in report.key_images), *charts])
-    title = title or template_title(report.template_id)
+    layout, template_name = _layout(report)
+    layout = sections if sections is not None else layout
+    title = title or template_name
     page = _Layout(draft=report.status != "signed")
-    page._put(MARGIN, page.y, title, fontsize=17, weight="bold")
-    page.y += 0.38
+    page.paragraph(title, size=17, weight="bold", after=0.1)
     state = (f"Signed report, version {report.version}" if report.status == "signed"
              else f"DRAFT, version {report.version}: not signed, not for clinical use")
     page.paragraph(state, size=10, weight="bold", colour="black" if report.status == "signed" else "#b00020")
@@ -385,34 +435,23 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
         page._put(MARGIN + 0.1, page.y + 0.07 + i * 9 * 1.35 / 72, line, fontsize=9, weight="bold")
     page.y += box_h + 0.1
 
-    shown = {"study_date", "exam_date"}
-    for section, items in (sections if sections is not None else _default_sections(report)):
-        items = [(name, label) for name, label in items if name in report.values and name not in shown]
+    nodules_drawn = False
+    for section, items in layout:
+        items = [(name, label) for name, label in items
+                 if name == FINDINGS or (name in report.values and name not in HEADER_FIELDS)]
         if not items:
             continue
         page.heading(section)
         for name, label in items:
-            value = report.values[name]
-            page.field(label, format_value(value), provenance_note(value.provenance, value.confirmed))
-
-    findings = [f for f in report.findings if f.include]
-    rejected = len(report.findings) - len(findings)
-    if findings or rejected:
+            if name == FINDINGS:
+                _nodules(page, report)
+                nodules_drawn = True
+            else:
+                value = report.values[name]
+                page.field(label, format_value(value), provenance_note(value.provenance, value.confirmed))
+    if report.findings and not nodules_drawn:
         page.heading("Nodules", keep=1.0)
-        if findings:
-            page.table(NODULE_COLUMNS, nodule_rows(findings))
-        for f in findings:
-            lr = f.record.get("lung_rads") or {}
-            if lr.get("rule"):
-                page.paragraph(f"{f.record.get('id')}: Lung-RADS {lr.get('category')} ({lr['rule']}). "
-                               f"{lr.get('management', '')}", size=8, colour=MUTED, after=0.02)
-        models = sorted({f"{m['id']} {m['version']}" for f in findings
-                         for m in (f.record.get("provenance") or {}).get("models") or () if m.get("id")})
-        if models:
-            page.paragraph(f"AI models behind these findings: {', '.join(models)}.", size=8, colour=AI_COLOUR)
-        if rejected:
-            page.paragraph(f"{rejected} AI finding(s) rejected by the reader are not reported (kept in the audit trail).",
-                           size=8, colour=MUTED)
+        _nodules(page, report)
     if report.key_images:
         page.heading("Key images", keep=3.5)
         page.images([(Path(k.png_path), k.caption) for k in report.key_images], per_row=2, max_h=3.2)
@@ -420,13 +459,8 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
         page.heading("Growth", keep=3.0)
         page.images([(Path(c), "") for c in charts], per_row=1, max_h=3.8)
     if report.free_text.strip():
-        page.heading("Impression")
+        page.heading("Comments")
         page.paragraph(report.free_text, size=10)
-    if summary is not None:
-        page.heading("Patient summary")
-        page.paragraph(summary.text, size=10)
-        page.paragraph(f"Approved for the patient by {summary.approver} at {summary.approved_at}.", size=8,
-                       colour=MUTED)
     page.heading("Signature")
     if report.status == "signed":
         page.paragraph(f"Electronically signed by {report.signer} at {report.signed_at} (UTC).", size=10,
@@ -435,6 +469,12 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
                        "it is verified (radsight report verify FILE).", size=8.5, colour=MUTED)
     else:
         page.paragraph("Not signed.", size=10, weight="bold", colour="#b00020")
+    if summary is not None:                 # a page of its own, to hand to the patient
+        page.new_page()
+        page.heading("Summary for the patient")
+        page.paragraph(summary.text, size=11)
+        page.paragraph(f"Approved for the patient by {summary.approver} at {summary.approved_at}.", size=8,
+                       colour=MUTED)
     page.footers(f"RadSight  |  {title}  |  report {report.id}, version {report.version}")
 
     out = io.BytesIO()

@@ -81,6 +81,11 @@ def _date(text: str | None) -> str | None:
     return f"{day.day} {day.strftime('%B %Y')}"
 
 
+def _signed_text(report: Report, name: str) -> str | None:
+    value = report.values.get(name)
+    return str(value.value).strip() or None if value is not None and value.value is not None else None
+
+
 def _study_date(report: Report) -> str | None:
     for name in ("study_date", "exam_date", "date"):
         if name in report.values:
@@ -163,7 +168,8 @@ def patient_summary(report: Report) -> str:
     lines = [f"This is a short summary of {scan}, written in everyday words."]
     if not findings:
         lines.append("No spots (nodules) that need attention were found in your lungs.")
-        advice = [plain_follow_up("Continue annual screening with LDCT in 12 months")]
+        management = _signed_text(report, "management") or "Continue annual screening with LDCT in 12 months"
+        advice = [plain_follow_up(management)]
     else:
         main, others = findings[0], findings[1:]
         lines.append(f"The most important finding is {_spot(main.record)}.")
@@ -176,13 +182,18 @@ def patient_summary(report: Report) -> str:
         if rest:
             lines.append(f"We also saw {rest} other small spot that looks less important." if rest == 1 else
                          f"We also saw {rest} other small spots that look less important.")
-        category = _category(main.record)
+        # The signed report's own category and management (the reader may have changed them)
+        # win over the deciding nodule's AI-proposed ones.
+        category = _signed_text(report, "lung_rads_category") or _category(main.record)
         advice = [_MEANING[category]] if category in _MEANING else []
         if others:
             advice = [a.replace("This spot", "The most important spot") for a in advice]
-        management = (main.record.get("lung_rads") or {}).get("management")
+        management = _signed_text(report, "management") or (main.record.get("lung_rads") or {}).get("management")
         advice.append(plain_follow_up(management) if management
                       else "Your doctor will talk with you about the next steps.")
+    due = _date(_signed_text(report, "next_examination"))
+    if due:
+        advice.append(f"Your next scan is due around {due}.")
     signed = _date(report.signed_at)
     by = f", {report.signer}," if report.signer else ""
     closing = [f"Your radiologist{by} checked and signed the report on {signed}.", NOT_A_DIAGNOSIS]
