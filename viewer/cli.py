@@ -643,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
+    from viewer.cli_report import add_report_parser
+
+    add_report_parser(sub)
     _add_plugin_commands(sub)
     return parser
 

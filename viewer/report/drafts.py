@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 from viewer.report.model import FieldValue, KeyImage, Provenance, Report, ReportError
-from viewer.report.prefill import prefill
+from viewer.report.prefill import prefill, refill
 from viewer.report.templates import Template, find_template
 
 log = logging.getLogger(__name__)
@@ -154,10 +154,14 @@ class Drafts:
     def confirm(self, report_id: str, targets: Iterable[str] | None = None) -> Report:
         targets = None if targets is None else list(targets)
         detail = "confirmed all" if targets is None else "confirmed " + ", ".join(targets)
-        return self._apply(report_id, lambda r: confirm(r, targets), detail, action="confirmed")
+        # Confirming a rejected finding puts it back: unconfirmed counts and categories follow.
+        return self._apply(report_id, lambda r: refill(confirm(r, targets), self.template(r)), detail,
+                           action="confirmed")
 
     def reject(self, report_id: str, finding_id: str) -> Report:
-        return self._apply(report_id, lambda r: reject_finding(r, finding_id), f"rejected finding {finding_id}")
+        """Leave a finding out; counts and categories not yet confirmed follow (prefill.refill)."""
+        return self._apply(report_id, lambda r: refill(reject_finding(r, finding_id), self.template(r)),
+                           f"rejected finding {finding_id}")
 
     def add_key_image(self, report_id: str, image: KeyImage) -> Report:
         return self._apply(report_id, lambda r: add_key_image(r, image), "added key image")

@@ -244,3 +244,34 @@ FILLERS: dict[str, Callable[[_Context, TemplateField], FieldValue | None]] = {
     "comparison": _fill_comparison,
     "ai.models": _fill_models,
 }
+
+
+# Values derived from the findings alone: re-derived when the reader rejects or restores a finding.
+FINDING_SOURCES = ("nodules.count", "nodules.largest_mean_diameter_mm", "lung_rads.category",
+                   "lung_rads.management", "lung_rads.rule")
+
+
+def refill(report: Report, template: Template) -> Report:
+    """The report with its still-unconfirmed, finding-derived values made again from its current
+    findings (after the reader rejected or restored one), so a count or category never stays
+    that of a finding the reader left out. Confirmed values and the reader's own are kept; a study
+    assessment is redone (as Lung-RADS) only when the finding that decided it was rejected."""
+    context = _Context({}, {}, report.study_uid, report.findings)
+    rejected = {f.provenance.tracking_uid for f in report.findings if not f.include and f.provenance.tracking_uid}
+    values = dict(report.values)
+    for f in template.fields:
+        current = values.get(f.id)
+        if not f.prefill or f.type == "findings" or (current is not None and
+                                                     (current.confirmed or current.provenance.source == "reader")):
+            continue
+        if f.prefill.startswith("assessment."):
+            if current is None or current.provenance.tracking_uid not in rejected:
+                continue
+        elif f.prefill not in FINDING_SOURCES:
+            continue
+        value = FILLERS[f.prefill](context, f)
+        if value is None:
+            values.pop(f.id, None)
+        else:
+            values[f.id] = replace(value, value=f.check(value.value), unit=f.unit)
+    return report.edited(values=values)
