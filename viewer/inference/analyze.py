@@ -1,5 +1,6 @@
 """`radsight analyze`: run the applicable segmentation models on a study, write DICOM SEG, record
-the results in the store. Nodule extraction and longitudinal fields come with the nodule plugin."""
+the results in the store. Nodules and their longitudinal fields are added by plugin analyses
+(the lung-nodule plugin) through viewer.plugins.study_analysis."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from viewer.inference.run import segment
 def analyze(path: Path | str, out: Path | str, model_ids: list[str] | None = None, store=None,
             registry: Registry | None = None, provider: str | None = None,
             progress: Callable[[int, int, str], None] | None = None) -> dict:
-    """JSON-ready summary (DESIGN.md contract): study, models that ran, nodules (empty until the
-    nodule plugin), outputs."""
+    """JSON-ready summary (DESIGN.md contract) of the models' part: study, models that ran, outputs;
+    "nodules" starts empty and is filled by the plugin analyses that run after this."""
     series_list, result = open_path(path)
     if not series_list:
         raise RadSightError(f"{path}: no image series to analyse ({len(result.problems)} unreadable files)")
