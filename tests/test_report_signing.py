@@ -13,7 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from viewer.report.identity import DEMO_UNIT, IdentityError, create_demo_identity, load_identity
+from viewer.report.identity import (
+    DEMO_UNIT,
+    IdentityError,
+    create_demo_identity,
+    load_identity,
+)
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
 from viewer.report.signing import sign_report
 
@@ -53,7 +58,7 @@ def test_wrong_password_and_non_pkcs12_are_refused_naming_the_file(demo_p12, tmp
 def test_expired_certificate_is_refused(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Old Reader")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - dt.timedelta(days=400))
             .not_valid_after(now - dt.timedelta(days=35)).sign(key, hashes.SHA256()))
@@ -99,4 +104,4 @@ def test_sign_freezes_the_report_with_signer_and_utc_time(demo_p12):
 def test_signing_outside_the_certificate_validity_is_refused(demo_p12):
     identity = load_identity(demo_p12, "s3cret")
     with pytest.raises(ReportError, match="not yet valid"):
-        sign_report(_report(confirmed=True), identity, at=dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc))
+        sign_report(_report(confirmed=True), identity, at=dt.datetime(2001, 1, 1, tzinfo=dt.UTC))

@@ -122,7 +122,7 @@ def test_each_nodule_references_the_source_image_at_its_centre(study):
 
 def test_dciodvfy_finds_no_errors(study):
     tool = need_tool("dciodvfy")
-    run = subprocess.run([tool, str(study["path"])], capture_output=True, text=True)
+    run = subprocess.run(check=False, args=[tool, str(study["path"])], capture_output=True, text=True)
     errors = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
     assert not errors, errors
 
@@ -134,7 +134,7 @@ def test_signature_verifies_here_and_in_dcmsign(study):
     ds = pydicom.dcmread(study["path"])
     assert len(mac_stream(ds, list(ds[MAC_PARAMETERS][0].DataElementsSigned), ds[DIGITAL_SIGNATURES][0])) < 16384
     tool = need_tool("dcmsign")
-    run = subprocess.run([tool, "--verify", "+rg", "+cf", str(study["root"] / "cert.pem"), str(study["path"])],
+    run = subprocess.run(check=False, args=[tool, "--verify", "+rg", "+cf", str(study["root"] / "cert.pem"), str(study["path"])],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Signature Verification : OK" in run.stdout + run.stderr
@@ -152,7 +152,7 @@ def test_one_flipped_byte_in_a_measurement_fails_both_verifiers(study, tmp_path)
     assert not result["valid"]
     assert any("MAC mismatch or signature invalid" in p for p in result["problems"]), result
     tool = need_tool("dcmsign")
-    run = subprocess.run([tool, "--verify", "+cf", str(study["root"] / "cert.pem"), str(tampered)],
+    run = subprocess.run(check=False, args=[tool, "--verify", "+cf", str(study["root"] / "cert.pem"), str(tampered)],
                          capture_output=True, text=True)
     assert run.returncode != 0, run.stdout + run.stderr
 
@@ -179,7 +179,7 @@ def test_amendment_references_its_predecessor_and_verifies(study):
     assert ds.SOPInstanceUID != v1.SOPInstanceUID and ds.SeriesInstanceUID == v1.SeriesInstanceUID
     assert verify_sr(path)["valid"]
     tool = need_tool("dcmsign")
-    run = subprocess.run([tool, "--verify", "+rg", "+cf", str(study["root"] / "cert.pem"), str(path)],
+    run = subprocess.run(check=False, args=[tool, "--verify", "+rg", "+cf", str(study["root"] / "cert.pem"), str(path)],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     texts = [item.TextValue for item in ds.ContentSequence if item.ValueType == "TEXT"]

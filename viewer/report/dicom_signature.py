@@ -21,11 +21,11 @@ import struct
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from cryptography.x509.oid import NameOID
 from pydicom import Dataset, Sequence
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
@@ -128,7 +128,7 @@ def parse_dicom_datetime(value: str) -> dt.datetime | None:
             parsed = dt.datetime.strptime(value, fmt)
         except ValueError:
             continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     return None
 
 
@@ -136,7 +136,7 @@ def add_signature(ds: Dataset, identity: Identity, at: dt.datetime | None = None
                   algorithm: str = "SHA256") -> str:
     """Sign every signable top-level element of `ds` in place; returns the Digital Signature UID.
     `ds` must hold the values exactly as they will be written (e.g. just read back from bytes)."""
-    at = (at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     macs = ds.get(MAC_PARAMETERS)
     signatures = ds.get(DIGITAL_SIGNATURES)
     used = {int(i.MACIDNumber) for seq in (macs, signatures) if seq is not None for i in seq.value}

@@ -69,7 +69,7 @@ def _password(password: bytes | str | None) -> bytes | None:
 
 def check_validity(certificate: x509.Certificate, at: dt.datetime | None = None) -> str | None:
     """None when `certificate` is valid at `at` (default now, UTC); else what is wrong, with dates."""
-    at = at or dt.datetime.now(dt.timezone.utc)
+    at = at or dt.datetime.now(dt.UTC)
     start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if at < start:
         return f"certificate not yet valid: valid from {start.isoformat()}, checked at {at.isoformat(timespec='seconds')}"
@@ -121,7 +121,7 @@ def create_demo_identity(path: Path | str, common_name: str = "RadSight Demo Rea
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "RadSight"),
                       x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, DEMO_UNIT)])
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))

@@ -22,7 +22,7 @@ def sign_report(report: Report, identity: Identity, at: dt.datetime | None = Non
     if pending:
         raise ReportError(f"report {report.key} has {len(pending)} unconfirmed value(s): {', '.join(pending)}; "
                           "confirm, edit or reject each before signing")
-    at = (at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(microsecond=0)
+    at = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(microsecond=0)
     problem = check_validity(identity.certificate, at)
     if problem:
         raise ReportError(f"cannot sign report {report.key} with {identity.path or identity.common_name}: {problem}")

@@ -30,7 +30,11 @@ from pydicom.uid import Comprehensive3DSRStorage
 
 from viewer import __version__
 from viewer.core.errors import RadSightError
-from viewer.report.dicom_signature import add_signature, parse_dicom_datetime, verify_signatures
+from viewer.report.dicom_signature import (
+    add_signature,
+    parse_dicom_datetime,
+    verify_signatures,
+)
 from viewer.report.identity import Identity
 from viewer.report.model import Report, version_key
 
@@ -275,7 +279,7 @@ def build_sr(report: Report, identity: Identity | None = None, source_dir: Path 
         previous_versions=previous or None, series_description=f"Report {report.template_id}"[:64],
         software_versions=__version__, manufacturer_model_name="RadSight")
     if signed and report.signed_at:
-        when = dt.datetime.fromisoformat(report.signed_at.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(report.signed_at)
         sr.VerifyingObserverSequence[0].VerificationDateTime = when.strftime("%Y%m%d%H%M%S%z")
         sr.ContentDate, sr.ContentTime = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
     return sr
@@ -300,7 +304,7 @@ def write_sr(report: Report, out_path: Path | str, identity: Identity | None = N
         buffer = BytesIO()
         sr.save_as(buffer, enforce_file_format=True)
         sr = pydicom.dcmread(BytesIO(buffer.getvalue()))
-        at = dt.datetime.fromisoformat(report.signed_at.replace("Z", "+00:00")) if report.signed_at else None
+        at = dt.datetime.fromisoformat(report.signed_at) if report.signed_at else None
         add_signature(sr, identity, at=at)
     tmp = out_path.with_name(out_path.name + ".part")
     sr.save_as(tmp, enforce_file_format=True)
@@ -333,7 +337,7 @@ def verify_sr(path: Path | str) -> dict:
     first = checks[0]
     when = parse_dicom_datetime(first.signed_at or "")
     out["signer"] = first.signer
-    out["signed_at"] = when.astimezone(dt.timezone.utc).isoformat() if when else first.signed_at
+    out["signed_at"] = when.astimezone(dt.UTC).isoformat() if when else first.signed_at
     out["problems"] = [p for c in checks for p in c.problems]
     if str(ds.get("VerificationFlag", "")) != "VERIFIED":
         out["problems"].append(f"{path}: signed but the SR's Verification Flag is {ds.get('VerificationFlag')!r}")
