@@ -7,6 +7,7 @@ made with matplotlib."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import subprocess
 from dataclasses import replace
 
@@ -17,6 +18,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from pyhanko.pdf_utils import generic  # noqa: E402
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
 
 from tests.conftest import need_tool  # noqa: E402
 from viewer.report.identity import create_demo_identity, load_identity  # noqa: E402
@@ -116,14 +119,22 @@ def test_one_changed_byte_makes_both_checks_fail(signed_pdf, tmp_path, where):
     assert "Digest Mismatch" in out or "Signature is Invalid" in out or not out.strip(), out
     result = verify_pdf(tampered)
     assert result["valid"] is False
-    assert any("changed" in p for p in result["problems"]), result["problems"]
+    assert any("do not match the digest" in p for p in result["problems"]), result["problems"]
 
 
-def test_content_appended_after_signing_is_caught(signed_pdf, tmp_path):
+def test_an_update_appended_after_signing_is_caught(signed_pdf, tmp_path):
+    """A well-formed incremental update (what a PDF editor saves) leaves the signed bytes intact:
+    it must still make the file invalid, since the report shown is no longer the one signed."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(signed_pdf[0].read_bytes()))
+    writer.root["/RadSightTest"] = generic.TextStringObject("changed after signing")
+    writer.update_root()
     appended = tmp_path / "appended.pdf"
-    appended.write_bytes(signed_pdf[0].read_bytes() + b"\n1 0 obj\n(extra)\nendobj\n%%EOF\n")
+    with appended.open("wb") as out:
+        writer.write(out)
     result = verify_pdf(appended)
-    assert result["valid"] is False and result["problems"], result
+    assert result["valid"] is False
+    assert any("added after signing" in p for p in result["problems"]), result["problems"]
+    assert "Total document signed" not in pdfsig(appended)
 
 
 def test_first_page_renders_with_the_reports_text(signed_pdf, tmp_path):

@@ -120,7 +120,7 @@ def _check_signature(sig: Any, label: str, roots: list, result: dict) -> None:
         level = status.modification_level.name if status.modification_level is not None else "unknown"
         problems.append(f"{label} covers only part of the file ({status.coverage.name if status.coverage else 'none'}; "
                         f"changes after signing: {level}): content was added after signing")
-    if not status.trusted:
+    if not status.trusted and status.intact and status.valid:   # a broken signature is never trusted: said above
         if self_signed:
             problems.append(f"{label}: the self-signed certificate of {result['signer']} is not usable for "
                             "signing (expired, not yet valid or wrong key usage)")
