@@ -11,15 +11,22 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from radsight_lung_nodules.records import nodule_record
+
 from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT, lung_rads_v2022
 from viewer.analysis.nodules import measure_at
 from viewer.demo import generate_demo
 from viewer.dicom import load
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
-from viewer.report.summary import (NOT_A_DIAGNOSIS, SummaryApproval, approve_summary, draft_summary,
-                                   nodule_side, patient_summary, plain_follow_up)
+from viewer.report.summary import (
+    NOT_A_DIAGNOSIS,
+    SummaryApproval,
+    approve_summary,
+    draft_summary,
+    nodule_side,
+    patient_summary,
+    plain_follow_up,
+)
 
 MODEL = ("radsight-demo-lung-nodule-seg", "1.0.0")
 

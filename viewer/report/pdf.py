@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.image as mpimg

@@ -223,7 +223,7 @@ class SummaryApproval:
         return asdict(self)
 
     @staticmethod
-    def from_json(data: dict) -> "SummaryApproval":
+    def from_json(data: dict) -> SummaryApproval:
         try:
             return SummaryApproval(**data)
         except TypeError as exc:
@@ -243,6 +243,6 @@ def approve_summary(summary: SummaryApproval, approver: str, text: str | None = 
                           f"{summary.approver} at {summary.approved_at}")
     if not approver or not approver.strip():
         raise ReportError(f"approving the patient summary of report {summary.report_id} needs the approver's name")
-    when = (at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds")
     return replace(summary, text=summary.text if text is None else text, approved=True,
                    approver=approver.strip(), approved_at=when)
