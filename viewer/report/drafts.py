@@ -127,6 +127,7 @@ class Drafts:
 
     def __init__(self, store, user: str | None = None):
         self.store, self.user = store, user
+        self._templates: dict[str, Template] = {}
 
     def create(self, template: Template, analysis: dict | None = None, nodule_rows: list[dict] | None = None,
                study: dict | None = None) -> Report:
@@ -137,7 +138,10 @@ class Drafts:
         return report
 
     def template(self, report: Report) -> Template:
-        return find_template(report.template_id)
+        """The report's template, read once per Drafts (an editor saves on every keystroke)."""
+        if report.template_id not in self._templates:
+            self._templates[report.template_id] = find_template(report.template_id)
+        return self._templates[report.template_id]
 
     def _apply(self, report_id: str, edit: Callable[[Report], Report], detail: str, action: str = "edited") -> Report:
         report = self.store.report(report_id)
