@@ -288,3 +288,23 @@ def test_cli_sign_verify_tamper_and_amend(study, cli_env, tmp_path):
     assert predecessor.ReferencedSOPInstanceUID == first_sr.SOPInstanceUID
     log = json.loads(_radsight("log", rid, "--json", env=cli_env).stdout)
     assert [r["action"] for r in log].count("signed") == 2 and [r["action"] for r in log].count("exported") == 4
+
+
+def test_a_database_from_before_reports_migrates_in_place(tmp_path):
+    from viewer.store.migrations import MIGRATIONS
+
+    path = tmp_path / "old.sqlite3"
+    before = 4  # nodules, no reports yet
+    db = sqlite3.connect(path)
+    for n, script in enumerate(MIGRATIONS[:before]):
+        db.executescript("BEGIN;" + script + f"; PRAGMA user_version = {n + 1}; COMMIT;")
+    db.execute("INSERT INTO nodules(id, series_key, record_json, source) VALUES ('n1', 's1', '{\"id\": \"N1\"}', 'measured')")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.schema_version == len(MIGRATIONS) > before
+        assert [n["id"] for n in store.nodules("s1")] == ["n1"]
+        report = Drafts(store).create(find_template(CT_CHEST), {"study_uid": "1.2.3", "nodules": []})
+    with Store(path) as store:
+        assert store.report(report.id).values == report.values
+        assert [r["action"] for r in store.audit_log(report.id)] == ["created"]
