@@ -20,16 +20,23 @@ from viewer.analysis.guidelines import CATEGORY_ORDER, LUNG_RADS_MANAGEMENT
 from viewer.analysis.nodules import MeasurementError, measure_at
 from viewer.demo import generate_demo
 from viewer.dicom import load, open_path
+from viewer.report.drafts import reject_finding
 from viewer.report.model import ReportError
 from viewer.report.prefill import FILLERS, prefill, refill
-from viewer.report.drafts import reject_finding
-from viewer.report.templates import (CT_CHEST, LUNG_SCREENING, PREFILL_SOURCES, TEMPLATE_DIR, Template,
-                                     available_templates, find_template)
+from viewer.report.templates import (
+    CT_CHEST,
+    LUNG_SCREENING,
+    PREFILL_SOURCES,
+    TEMPLATE_DIR,
+    Template,
+    available_templates,
+    find_template,
+)
 from viewer.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "radsight-lung-nodules"))
-from radsight_lung_nodules.records import nodule_record  # noqa: E402
+from radsight_lung_nodules.records import nodule_record
 
 SEG_MODEL = {"id": "radsight-demo-lung-nodule-seg", "version": "1.0.0"}
 CLASSIFIER = {"id": "radsight-demo-nodule-classifier", "version": "1.0.0"}

@@ -6,8 +6,9 @@ it in its own transaction, so nothing typed before the last handled edit is lost
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from viewer.report.model import FieldValue, KeyImage, Provenance, Report, ReportError
 from viewer.report.prefill import prefill, refill
@@ -46,7 +47,7 @@ def _field(report: Report, template: Template, field_id: str):
 
 
 def _finding_index(report: Report, target: str) -> int | None:
-    name = target[len("finding "):] if target.startswith("finding ") else target
+    name = target.removeprefix("finding ")
     for i, f in enumerate(report.findings):
         if str(f.record.get("id")) == name:
             return i
@@ -171,5 +172,13 @@ class Drafts:
         return self._apply(report_id, lambda r: add_key_image(r, image), "added key image")
 
 
-__all__ = ["Drafts", "FREE_TEXT", "add_key_image", "check_ready_to_sign", "confirm", "missing_required",
-           "reject_finding", "set_field"]
+__all__ = [
+    "FREE_TEXT",
+    "Drafts",
+    "add_key_image",
+    "check_ready_to_sign",
+    "confirm",
+    "missing_required",
+    "reject_finding",
+    "set_field",
+]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from viewer.analysis.guidelines import CATEGORY_ORDER, LUNG_RADS_MANAGEMENT
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError

@@ -150,7 +150,7 @@ class Template:
                           f"{', '.join(f.id for f in self.fields)}")
 
     @staticmethod
-    def from_file(path: Path | str) -> "Template":
+    def from_file(path: Path | str) -> Template:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -161,7 +161,7 @@ class Template:
         return Template.from_dict(data, origin=str(path))
 
     @staticmethod
-    def from_dict(data: Any, origin: str = "template") -> "Template":
+    def from_dict(data: Any, origin: str = "template") -> Template:
         """Every key checked; the error names the file, the section and the field."""
         if not isinstance(data, dict):
             raise ReportError(f"{origin}: a template is a mapping with id, title, version and sections; "

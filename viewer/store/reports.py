@@ -11,7 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from viewer.report.model import Report, ReportError, version_key
@@ -22,7 +22,7 @@ AUDIT_COALESCE = timedelta(seconds=60)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _iso(at: datetime) -> str:
@@ -165,7 +165,7 @@ class ReportStore:
             last = self.db.execute("SELECT action, user, detail, at FROM audit_log WHERE report_id = ? AND "
                                    "report_version = ? ORDER BY id DESC LIMIT 1", (report_id, version)).fetchone()
             if last is not None and last[:3] == (action, user, detail) and \
-                    now - datetime.fromisoformat(last[3].replace("Z", "+00:00")) < AUDIT_COALESCE:
+                    now - datetime.fromisoformat(last[3]) < AUDIT_COALESCE:
                 return
         self.db.execute("INSERT INTO audit_log(at, user, action, report_id, report_version, study_uid, detail) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (_iso(now), user, action, report_id, version, study_uid, detail))
