@@ -105,3 +105,27 @@ def test_signing_outside_the_certificate_validity_is_refused(demo_p12):
     identity = load_identity(demo_p12, "s3cret")
     with pytest.raises(ReportError, match="not yet valid"):
         sign_report(_report(confirmed=True), identity, at=dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+
+
+def test_a_changed_byte_in_the_embedded_certificate_is_caught(demo_p12):
+    """The MAC still verifies with the key the certificate carries, so the certificate's own
+    signature is what shows that its name or validity was changed."""
+    import pydicom
+
+    from viewer.report.dicom_signature import add_signature, verify_signatures
+
+    ds = pydicom.Dataset()
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.PatientID = "RS-TEST-0001"
+    ds.ContentDate = "20260115"
+    add_signature(ds, load_identity(demo_p12, "s3cret"))
+    assert not [p for c in verify_signatures(ds) for p in c.problems]
+    item = ds.DigitalSignaturesSequence[0]
+    der = bytearray(item.CertificateOfSigner)
+    name = "RadSight".encode()
+    at = der.find(name)
+    assert at > 0
+    der[at] ^= 0x01
+    item.CertificateOfSigner = bytes(der)
+    problems = [p for c in verify_signatures(ds) for p in c.problems]
+    assert problems and any("certificate" in p for p in problems), problems
