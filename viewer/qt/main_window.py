@@ -36,6 +36,7 @@ SHORTCUTS = [
     ("[ ]  { }", "turn the plane 5 degrees (oblique MPR)"), ("O", "back to the standard plane"),
     ("C", "cine: play / stop"), ("Ctrl+I", "show or hide patient information"),
     ("Ctrl+Shift+O", "open a prior study beside the current one"), ("Ctrl+K", "unlink prior and current; again: link them at the crosshairs"),
+    ("Ctrl+R", "report editor: draft, edit, sign and export the open study's report"),
     ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
 
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
         self._build_browser()
         self._build_status()
         self.plugin_docks: dict[str, QDockWidget] = {}
+        self.report_dock: QDockWidget | None = None
         self.panel_problems: list[str] = []  # panel factories that failed, with the reason
         self.plugin_shortcuts: list[tuple[str, str]] = []  # (key, what it does [panel]) of opened panels
         self._build_menus()
@@ -199,6 +201,7 @@ class MainWindow(QMainWindow):
         for name in VOLUME_PRESETS:
             volume_menu.addAction(QAction(name, self, triggered=lambda _=False, name=name: self.views["3d"].set_preset(name)))
         self._build_panels_menu(view_menu.addMenu("Plugin panels"))
+        view_menu.addAction(QAction("&Report", self, shortcut=QKeySequence("Ctrl+R"), triggered=self.open_report_panel))
         tools_menu = self.menuBar().addMenu("&Tools")
         for (kind, title), key in zip(TOOLS, ("Esc", "Ctrl+L", "Ctrl+G", "Ctrl+E", "Ctrl+P")):
             tools_menu.addAction(QAction(title, self, shortcut=QKeySequence(key),
@@ -287,6 +290,33 @@ class MainWindow(QMainWindow):
         for name, view in self.views.items():
             if isinstance(view, SliceView) and not name.startswith("prior-"):
                 view.tool_handlers[kind] = handler
+
+    # report ---------------------------------------------------------------------------
+    def open_report_panel(self) -> QWidget:
+        """The Report dock (made on first use), beside the measurement and plugin panels."""
+        if self.report_dock is None:
+            from viewer.qt.report_panel import ReportPanel
+
+            panel = ReportPanel(self.state, self.store, capture=lambda: self.capture_view("axial"))
+            dock = QDockWidget("Report", self)
+            dock.setObjectName("report")
+            dock.setWidget(panel)
+            self.addDockWidget(Qt.RightDockWidgetArea, dock)
+            self.tabifyDockWidget(self.panel_area, dock)
+            self.resizeDocks([self.panel_area, self.overlays_dock], [760, 140], Qt.Vertical)  # a form needs room
+            self.report_dock = dock
+        self.report_dock.show()
+        self.report_dock.raise_()
+        return self.report_dock.widget()
+
+    def capture_view(self, name: str) -> np.ndarray | None:
+        """What view `name` shows now, as RGB (rows, columns, 3); None when it shows no image."""
+        from viewer.qt.capture import capture_render_window
+
+        view = self.views.get(name)
+        if view is None or getattr(view, "scene", None) is None:
+            return None
+        return capture_render_window(view.render_window)
 
     # actions ----------------------------------------------------------------------------
     def _show_readout(self, text: str) -> None:
@@ -494,6 +524,8 @@ class MainWindow(QMainWindow):
         self.cancel_jobs()
         for job in list(self.jobs):
             job.wait(5000)
+        if self.report_dock is not None:
+            self.report_dock.widget().wait_for_jobs(5000)
         for view in self.views.values():
             view.close()
         super().closeEvent(ev)
