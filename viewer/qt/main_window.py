@@ -303,10 +303,10 @@ class MainWindow(QMainWindow):
             dock.setWidget(panel)
             self.addDockWidget(Qt.RightDockWidgetArea, dock)
             self.tabifyDockWidget(self.panel_area, dock)
-            self.resizeDocks([self.panel_area, self.overlays_dock], [760, 140], Qt.Vertical)  # a form needs room
             self.report_dock = dock
         self.report_dock.show()
         self.report_dock.raise_()
+        self.resizeDocks([self.report_dock, self.overlays_dock], [760, 140], Qt.Vertical)  # a form needs room
         return self.report_dock.widget()
 
     def capture_view(self, name: str) -> np.ndarray | None:

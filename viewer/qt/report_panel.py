@@ -79,7 +79,9 @@ BADGE_STYLE = {True: "color: #555; padding: 0 3px;",
                False: "background: #f0a500; color: black; border-radius: 3px; padding: 0 4px; font-weight: bold;"}
 SOURCE_NAMES = {"ai": "AI", "measured": "Measured", "dicom": "DICOM"}
 UNIT_SHOWN = {"mm3": "mm³", "mm2": "mm²", "{nodules}": "", "d": "days", "[hnsf'U]": "HU", "%": "%"}
-FINDING_COLUMNS = ("Include", "ID", "Type", "Mean Ø (mm)", "Volume (mm³)", "Lung-RADS", "Source", "")
+# Include and Confirm first: a narrow dock scrolls the table sideways, the reader's actions stay in view.
+FINDING_COLUMNS = ("Include", "Confirm", "ID", "Type", "Mean Ø (mm)", "Volume (mm³)", "Lung-RADS", "Source")
+CONFIRM_COLUMN = 1
 
 
 def demo_identity_path() -> Path:
@@ -591,7 +593,7 @@ class ReportPanel(QWidget):
             include.setData(Qt.UserRole, str(r.get("id")))
             include.setToolTip("Untick to leave the finding out of the report (kept for the audit trail)")
             lung_rads = (r.get("lung_rads") or {}).get("category") if isinstance(r.get("lung_rads"), dict) else r.get("lung_rads")
-            cells = [include, QTableWidgetItem(str(r.get("id", ""))), QTableWidgetItem(str(r.get("type") or "")),
+            cells = [include, QTableWidgetItem(""), QTableWidgetItem(str(r.get("id", ""))), QTableWidgetItem(str(r.get("type") or "")),
                      QTableWidgetItem(_number(r.get("mean_diameter_mm"))), QTableWidgetItem(_number(r.get("volume_mm3"), 0)),
                      QTableWidgetItem(str(lung_rads or ""))]
             tip = provenance_text(f.provenance, f.confirmed)[1]
@@ -614,11 +616,11 @@ class ReportPanel(QWidget):
                 button.setToolTip(tip)
                 finding_id = str(r.get("id"))
                 button.clicked.connect(lambda _=False, fid=finding_id: self.confirm_finding(fid))
-                table.setCellWidget(row, len(cells), button)
+                table.setCellWidget(row, CONFIRM_COLUMN, button)
             else:
-                table.removeCellWidget(row, len(cells))
+                table.removeCellWidget(row, CONFIRM_COLUMN)
                 state = "rejected" if not f.include else (f.provenance.decision or "confirmed")
-                table.setItem(row, len(cells), QTableWidgetItem(state))
+                cells[CONFIRM_COLUMN].setText(state)
         table.blockSignals(False)
         table.resizeRowsToContents()
         table.resizeColumnsToContents()
