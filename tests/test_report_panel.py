@@ -29,11 +29,11 @@ if not os.environ.get("DISPLAY"):
         pytest.fail("CI runs the tests under xvfb-run; DISPLAY is missing", pytrace=False)
     pytest.skip("needs an X display (the README's test command runs under xvfb-run)", allow_module_level=True)
 
-from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtCore import QDate, Qt
 
-from viewer.qt.main_window import MainWindow  # noqa: E402
-from viewer.report.templates import LUNG_SCREENING  # noqa: E402
-from viewer.store import Store  # noqa: E402
+from viewer.qt.main_window import MainWindow
+from viewer.report.templates import LUNG_SCREENING
+from viewer.store import Store
 
 MODEL = ("radsight-demo-lung-nodule-seg", "1.0.0")
 CONFIDENCE = (0.91, 0.74)
@@ -148,6 +148,28 @@ def test_ai_values_are_marked_until_confirmed_and_each_keystroke_is_on_disk(wind
     click(qtbot, panel, table.cellWidget(0, 1))
     first = stored(db_path, report.id).findings[0]
     assert first.confirmed and first.provenance.decision == "accepted" and table.item(0, 1).text() == "accepted"
+
+    # leaving a finding out (untick Include): kept as rejected, the AI count follows it
+    table.item(1, 0).setCheckState(Qt.Unchecked)
+    second = stored(db_path, report.id).findings[1]
+    assert not second.include and second.provenance.decision == "rejected"
+    assert panel.editors["nodule_count"].editor.value() == 1 and table.item(1, 1).text() == "rejected"
+
+    # typed editors: a choice, a number with its unit, a date; each saved as the reader's decision
+    category = panel.editors["lung_rads_category"].editor
+    category.setCurrentText("3")
+    diameter = panel.editors["largest_nodule_diameter"].editor
+    assert diameter.suffix() == " mm"
+    diameter.setFocus()
+    diameter.selectAll()
+    qtbot.keyClicks(diameter, "9.5")
+    panel.editors["next_examination"].editor.setDate(QDate(2026, 7, 15))
+    after = stored(db_path, report.id)
+    assert after.values["lung_rads_category"].value == "3"
+    assert after.values["lung_rads_category"].provenance.decision == "edited"
+    assert after.values["largest_nodule_diameter"].value == 9.5 and after.values["largest_nodule_diameter"].unit == "mm"
+    assert after.values["next_examination"].value == "2026-07-15"
+    assert after.values["next_examination"].provenance.source == "reader"
 
     # free text, one key event at a time: after each, a second connection reads it back
     text = "No pleural effusion."

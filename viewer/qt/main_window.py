@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QGridLayout, QLabel, QMainWindow,
                                QMessageBox, QProgressBar, QPushButton, QTreeWidget, QTreeWidgetItem, QWidget)
@@ -306,7 +306,8 @@ class MainWindow(QMainWindow):
             self.report_dock = dock
         self.report_dock.show()
         self.report_dock.raise_()
-        self.resizeDocks([self.report_dock, self.overlays_dock], [760, 140], Qt.Vertical)  # a form needs room
+        # a form needs room; resized once the dock is laid out in its new place
+        QTimer.singleShot(0, lambda: self.resizeDocks([self.panel_area, self.overlays_dock], [760, 140], Qt.Vertical))
         return self.report_dock.widget()
 
     def capture_view(self, name: str) -> np.ndarray | None:

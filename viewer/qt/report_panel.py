@@ -614,6 +614,7 @@ class ReportPanel(QWidget):
             if f.include and not f.confirmed and not signed:
                 button = QPushButton("Confirm")
                 button.setToolTip(tip)
+                button.setStyleSheet("padding: 0 6px;")  # row height stays a text line's
                 finding_id = str(r.get("id"))
                 button.clicked.connect(lambda _=False, fid=finding_id: self.confirm_finding(fid))
                 table.setCellWidget(row, CONFIRM_COLUMN, button)
@@ -622,7 +623,6 @@ class ReportPanel(QWidget):
                 state = "rejected" if not f.include else (f.provenance.decision or "confirmed")
                 cells[CONFIRM_COLUMN].setText(state)
         table.blockSignals(False)
-        table.resizeRowsToContents()
         table.resizeColumnsToContents()
         height = table.horizontalHeader().height() + sum(table.rowHeight(i) for i in range(table.rowCount())) + \
             table.horizontalScrollBar().sizeHint().height() + 2 * table.frameWidth() + 2
