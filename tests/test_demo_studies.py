@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -139,3 +140,17 @@ def test_demo_command_analyses_every_visit_and_lists_outputs(tmp_path):
         assert np.abs(np.subtract(explanation["peak_lps_mm"], nodule["centre_lps_mm"])).max() <= 16.0
         assert values.voxels.max() == 1.0
     assert any(p.endswith("explanation-axial.png") for p in data["outputs"]["snapshots"])
+
+    # It ends with a signed report of the latest visit: SR and PDF that verify, with every
+    # detected nodule as a finding, the demo identity as signer, and the patient summary.
+    from viewer.report.pdf_signature import verify_pdf
+    from viewer.report.sr import verify_sr
+
+    report = data["report"]
+    assert report["signer"] == "RadSight Demo Reader" and report["findings"] == len(present)
+    assert data["outputs"]["sr"] == report["sr"] and data["outputs"]["pdf"] == report["pdf"]
+    sr, pdf = verify_sr(report["sr"]), verify_pdf(report["pdf"])
+    assert sr["valid"] and pdf["valid"], (sr, pdf)
+    sr_ds = pydicom.dcmread(report["sr"])
+    assert sr_ds.VerificationFlag == "VERIFIED" and sr_ds.StudyInstanceUID == data["series"][-1]["study_uid"]
+    assert "not a diagnosis" in open(report["summary"], encoding="utf-8").read().lower()

@@ -126,6 +126,9 @@ def cmd_demo(args) -> int:
         outputs["heatmaps"] = [h["path"] for h in heatmaps]
     if charts:
         outputs["charts"] = [str(p) for p in charts]
+    report = _demo_report(latest.study_dir, analysis, snapshots[:1], charts, out / "reports") if analysis else None
+    if report:
+        outputs.update(sr=report["sr"], pdf=report["pdf"], summary=report["summary"])
     data = {
         "studies": [str(v.study_dir) for v in demo.visits],
         "ground_truth": str(demo.ground_truth_path),
@@ -136,6 +139,7 @@ def cmd_demo(args) -> int:
                       "nodules": sum(1 for n in a["nodules"] if n.get("present", True))} for a in analyses],
         "outputs": outputs,
         "explanations": heatmaps,
+        "report": report,
         "series": [s for study in studies for s in study["series"]],
         **({"analysis_errors": errors} if errors else {}),
     }
@@ -165,6 +169,10 @@ def cmd_demo(args) -> int:
                 print(f"  {h['nodule']}: {h['description']}: {h['path']}")
         for c in d["outputs"].get("charts", []):
             print(f"Growth chart: {c}")
+        if d.get("report"):
+            r = d["report"]
+            print(f"Signed report {r['id']} v{r['version']} by {r['signer']} (demo identity {r['identity']}):")
+            print(f"  DICOM SR: {r['sr']}\n  PDF: {r['pdf']}\n  patient summary: {r['summary']}")
         print("Snapshots (latest visit, " + ("AI segmentation" if "seg" in d["outputs"] else "phantom labels")
               + " outlined" + (", through the largest detected nodule" if d["nodules"] else "") + "):")
         for s in d["outputs"]["snapshots"]:
@@ -184,6 +192,45 @@ def cmd_demo(args) -> int:
                       label_names=names, series_key=analysis["series_key"] if analysis else str(volume.source.series_uid),
                       prior=prior, ground_truth_hidden=ai_labels is not None)
     return code or (1 if errors else 0)
+
+
+def _demo_report(study_dir: Path, analysis: dict, key_images: list[Path], charts: list[Path], folder: Path) -> dict:
+    """The demo ends as a reading ends: a Lung-RADS report drafted from the latest visit's stored
+    findings, every value confirmed by the demo's synthetic reader (a radiologist reviews each
+    one), signed with a demo identity, exported as signed SR and PDF, and the patient summary."""
+    from viewer.cli_report import _write
+    from viewer.report.drafts import Drafts, check_ready_to_sign
+    from viewer.report.identity import DEMO_PASSWORD, create_demo_identity, load_identity
+    from viewer.report.model import KeyImage
+    from viewer.report.signing import sign_report
+    from viewer.report.summary import approve_summary, draft_summary
+    from viewer.report.templates import LUNG_SCREENING, find_template
+    from viewer.store import Store, user_data_dir
+
+    p12 = user_data_dir() / "identities" / "demo-reader.p12"
+    if not p12.exists():
+        create_demo_identity(p12, "RadSight Demo Reader", DEMO_PASSWORD)
+    identity = load_identity(p12, DEMO_PASSWORD)
+    template = find_template(LUNG_SCREENING)
+    folder.mkdir(parents=True, exist_ok=True)
+    with Store() as store:
+        drafts = Drafts(store, user="demo-reader")
+        study = {"study_uid": analysis["study_uid"], "series_uid": analysis.get("series_uid"),
+                 "source_paths": [str(Path(study_dir).resolve())]}
+        report = drafts.create(template, analysis, nodule_rows=store.nodules(analysis["series_key"]), study=study)
+        for path in key_images:
+            report = drafts.add_key_image(report.id, KeyImage(str(path), caption="Largest nodule, axial, lung window"))
+        report = drafts.confirm(report.id)
+        check_ready_to_sign(report, template)
+        signed = store.store_signed(sign_report(report, identity))
+        sr = _write(store, signed, "sr", folder / f"report-{signed.id}-v{signed.version}-sr.dcm", identity)
+        pdf = _write(store, signed, "pdf", folder / f"report-{signed.id}-v{signed.version}.pdf", identity, charts)
+    summary = approve_summary(draft_summary(signed), approver="RadSight Demo Reader")
+    summary_path = folder / f"report-{signed.id}-v{signed.version}-patient-summary.txt"
+    summary_path.write_text(summary.text + "\n", encoding="utf-8")
+    return {"id": signed.id, "version": signed.version, "signer": signed.signer, "signed_at": signed.signed_at,
+            "findings": sum(1 for f in signed.findings if f.include), "sr": str(sr), "pdf": str(pdf),
+            "summary": str(summary_path), "identity": str(p12)}
 
 
 def _demo_analyses(demo, out: Path, progress, quiet: bool = False) -> list[dict]:
