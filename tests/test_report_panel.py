@@ -314,3 +314,27 @@ def test_kill_9_while_typing_loses_nothing_typed(qtbot, demo, db_path):
     finally:
         win.close()
         store.close()
+
+
+@pytest.mark.slow
+def test_sign_button_offers_a_demo_identity_when_there_is_none(window, qtbot, monkeypatch, tmp_path):
+    """With no identity set up, Sign offers to make the self-signed demo identity in the data
+    folder and signs with it; asked nothing while values still wait for confirmation."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from viewer.qt import report_panel
+
+    demo = tmp_path / "identities" / "demo-reader.p12"
+    monkeypatch.setattr(report_panel, "demo_identity_path", lambda: demo)
+    panel = window.open_report_panel()
+    panel.settings.remove("report/identity")
+    panel.new_report(LUNG_SCREENING)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.Yes)
+    qtbot.mouseClick(panel.sign_button, Qt.LeftButton)
+    assert asked == [] and "cannot be signed yet" in panel.message.text()
+    qtbot.mouseClick(panel.confirm_all_button, Qt.LeftButton)
+    qtbot.mouseClick(panel.sign_button, Qt.LeftButton)
+    assert len(asked) == 1 and "demo identity" in asked[0]
+    assert demo.is_file() and panel.report.status == "signed", panel.message.text()
+    assert panel.report.signer == "RadSight Demo Reader" and "not for clinical use" in panel.message.text()
