@@ -23,6 +23,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from viewer.analysis.nodules import MeasurementError, measure_at  # noqa: E402
 from viewer.demo import generate_demo  # noqa: E402
+from tests.viewer_window import open_window  # noqa: E402
 from viewer.qt.main_window import MainWindow  # noqa: E402
 from viewer.store import Store  # noqa: E402
 
@@ -42,14 +43,7 @@ def db_path(tmp_path):
 
 @pytest.fixture
 def window(qtbot, demo, db_path):
-    store = Store(db_path)
-    win = MainWindow(store=store)
-    qtbot.addWidget(win)
-    win.set_layout("1x1")
-    win.show()
-    qtbot.waitExposed(win)
-    win.open_path(demo[0])
-    qtbot.waitUntil(lambda: win.state.volume is not None and not win.jobs, timeout=30000)
+    win, store = open_window(qtbot, demo[0], db_path)
     yield win
     win.close()
     store.close()

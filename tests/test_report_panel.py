@@ -31,7 +31,7 @@ if not os.environ.get("DISPLAY"):
 
 from PySide6.QtCore import QDate, Qt
 
-from viewer.qt.main_window import MainWindow
+from tests.viewer_window import open_window
 from viewer.report.templates import LUNG_SCREENING
 from viewer.store import Store
 
@@ -76,18 +76,6 @@ def db_path(demo, tmp_path):
     path = tmp_path / "db.sqlite3"
     shutil.copy(demo[1], path)  # closed above: the WAL is checkpointed into the file
     return path
-
-
-def open_window(qtbot, study, db_path):
-    store = Store(db_path)
-    win = MainWindow(store=store)
-    qtbot.addWidget(win)
-    win.set_layout("1x1")
-    win.show()
-    qtbot.waitExposed(win)
-    win.open_path(study)
-    qtbot.waitUntil(lambda: win.state.volume is not None and not win.jobs, timeout=30000)
-    return win, store
 
 
 @pytest.fixture
