@@ -191,14 +191,21 @@ def test_ai_values_are_marked_until_confirmed_and_each_keystroke_is_on_disk(wind
 
 
 @pytest.mark.slow
-def test_signing_waits_for_every_value_then_freezes_and_the_sr_verifies(window, qtbot, demo, db_path, tmp_path):
+def test_signing_waits_for_every_value_then_freezes_and_the_sr_verifies(window, qtbot, demo, db_path, tmp_path,
+                                                                        monkeypatch):
+    from PySide6.QtWidgets import QDialog
+
     from viewer.report.identity import DEMO_PASSWORD, create_demo_identity
     from viewer.report.pdf_signature import verify_pdf
     from viewer.report.sr import verify_sr
 
+    data = tmp_path / "data"
+    monkeypatch.setenv("RADSIGHT_DATA_DIR", str(data))
     panel = window.open_report_panel()
     report = panel.new_report(LUNG_SCREENING)
     identity = create_demo_identity(tmp_path / "reader.p12")
+    assert not panel.summary_button.isEnabled()  # a draft has no patient summary
+    assert panel.summary_dialog() is None and panel.approve_summary() is None
 
     pending = list(report.unconfirmed)
     assert panel.sign(identity, DEMO_PASSWORD) is None  # refused, with the list
@@ -233,6 +240,17 @@ def test_signing_waits_for_every_value_then_freezes_and_the_sr_verifies(window, 
     assert stored(db_path, report.id).status == "signed"
     assert panel.read_only() and not panel.sign_button.isEnabled() and panel.amend_button.isEnabled()
     assert f"signed by RadSight Demo Reader at {signed.signed_at}" in panel.title.text()
+
+    # signing writes the signed SR and PDF where `radsight report sign` does, and shows their paths
+    qtbot.waitUntil(lambda: not panel.jobs, timeout=60000)
+    signed_sr = data / "reports" / f"report-{signed.id}-v{signed.version}-sr.dcm"
+    signed_pdf = data / "reports" / f"report-{signed.id}-v{signed.version}.pdf"
+    assert panel.signed_outputs == {"sr": signed_sr, "pdf": signed_pdf}, panel.message.text()
+    assert str(signed_sr) in panel.outputs_label.text() and str(signed_pdf) in panel.outputs_label.text()
+    result = verify_sr(signed_sr)
+    assert result["valid"] and result["signer"] == "RadSight Demo Reader", result["problems"]
+    checked = verify_pdf(signed_pdf)
+    assert checked["valid"] and checked["signer"] == "RadSight Demo Reader", checked["problems"]
     qtbot.keyClicks(panel.free_text, "late words")
     assert panel.free_text.toPlainText() == "" and stored(db_path, report.id).free_text == ""
 
@@ -249,12 +267,31 @@ def test_signing_waits_for_every_value_then_freezes_and_the_sr_verifies(window, 
     dialog = panel.show_audit_log()
     actions = [dialog.table.item(r, 2).text() for r in range(dialog.table.rowCount())]
     assert actions[0] == "created" and "confirmed" in actions and "signed" in actions
-    assert actions.count("exported") == 2
+    assert actions.count("exported") == 4  # the SR and PDF written on signing, then the two exports
     dialog.close()
+
+    # the patient summary: drafted from the signed findings, edited and approved in the dialog
+    assert panel.summary_button.isEnabled()
+    shown = []
+
+    def reader_edits_and_approves(dialog):
+        shown.append(dialog.editor.toPlainText())
+        dialog.editor.appendPlainText("Your nurse will call you.")
+        return QDialog.Accepted
+
+    monkeypatch.setattr(QDialog, "exec", reader_edits_and_approves)
+    qtbot.mouseClick(panel.summary_button, Qt.LeftButton)
+    summary = signed_pdf.with_name(f"{signed_pdf.stem}-summary.txt")
+    assert summary.is_file(), panel.message.text()
+    text = summary.read_text(encoding="utf-8")
+    assert len(shown) == 1 and text.startswith(shown[0]) and text.rstrip().endswith("Your nurse will call you.")
+    assert "not a diagnosis" in text and "approved by RadSight Demo Reader" in panel.message.text()
+    log = window.store.audit_log(report_id=report.id)
+    assert log[-1]["action"] == "exported" and log[-1]["detail"] == f"patient summary {summary.name}, approved by the reader"
 
     amendment = panel.amend("Smoking history added")
     assert amendment.version == 2 and amendment.predecessor_id == report.key
-    assert not panel.read_only() and panel.sign_button.isEnabled()
+    assert not panel.read_only() and panel.sign_button.isEnabled() and not panel.summary_button.isEnabled()
     qtbot.keyClicks(panel.editors["smoking_history"].editor, "20 pack-years")
     assert stored(db_path, report.id).values["smoking_history"].value == "20 pack-years"
     with Store(db_path) as other:

@@ -223,25 +223,12 @@ def _identity(args):
     return identity.load_identity(args.identity, _password(args))
 
 
-def _sections(template) -> list[tuple[str, list[tuple[str, str]]]]:
-    return [(s.title, [(f.id, f.label) for f in s.fields if f.type != "findings"]) for s in template.sections]
-
-
+# viewer/cli.py imports this name; the writing and auditing live in viewer.report.export, shared with the viewer.
 def _write(store, report, fmt: str, out: Path, identity, charts=()) -> Path:
     """One export of a stored version, audited as 'exported' (format and file name only)."""
-    from viewer.report.templates import find_template
+    from viewer.report.export import export_signed
 
-    if fmt == "sr":
-        sr = _module("viewer.report.sr", "DICOM SR export")
-        source = report.source_paths[0] if report.source_paths and Path(report.source_paths[0]).exists() else None
-        path = sr.write_sr(report, out, identity=identity, source_dir=source)
-    else:
-        pdf = _module("viewer.report.pdf", "PDF export")
-        template = find_template(report.template_id)
-        path = pdf.write_pdf(report, out, identity=identity, charts=tuple(charts), title=template.title,
-                             sections=_sections(template))
-    store.audit("exported", report, detail=f"{fmt} {Path(path).name}")
-    return Path(path)
+    return export_signed(store, report, fmt, out, identity, charts)
 
 
 def _default_out(report, suffix: str) -> Path:

@@ -305,6 +305,8 @@ class ReportPanel(QWidget):
         self.template: Template | None = None
         self.editors: dict[str, FieldEditor] = {}
         self.identity = None          # the identity that signed in this session (for signed exports)
+        self.signed_outputs: dict[str, Path] = {}   # the SR and PDF written after signing
+        self.summary = None           # the patient summary drafted in the dialog, until approved
         self.jobs: list[Job] = []
         self.save_seconds: list[float] = []   # how long each autosave took (commit included)
         self.audit_dialog: QDialog | None = None
@@ -374,10 +376,18 @@ class ReportPanel(QWidget):
         self.export_pdf_button.clicked.connect(lambda: self.export_clicked("pdf"))
         self.log_button = QPushButton("Audit log")
         self.log_button.clicked.connect(self.show_audit_log)
+        self.summary_button = QPushButton("Patient summary...")
+        self.summary_button.setToolTip("A plain-language summary of the signed findings for the patient: read and "
+                                       "edit it, then Approve to write it next to the signed PDF")
+        self.summary_button.clicked.connect(self.summary_clicked)
+        self.outputs_label = QLabel()
+        self.outputs_label.setWordWrap(True)
+        self.outputs_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         for n, b in enumerate((self.confirm_all_button, self.key_image_button, self.sign_button, self.amend_button,
-                               self.export_sr_button, self.export_pdf_button, self.log_button)):
+                               self.export_sr_button, self.export_pdf_button, self.log_button, self.summary_button)):
             buttons.addWidget(b, n // 4, n % 4)
         layout.addLayout(buttons)
+        layout.addWidget(self.outputs_label)
 
         self.message = QLabel("")
         self.message.setWordWrap(True)
@@ -481,6 +491,9 @@ class ReportPanel(QWidget):
     # the form ------------------------------------------------------------------------------------
     def _show(self, report: Report | None) -> None:
         """Build the form for `report` (or clear it)."""
+        if report is None or self.report is None or report.key != self.report.key:
+            self.signed_outputs = {}
+            self.outputs_label.setText("")
         same_template = self.report is not None and report is not None and self.report.template_id == report.template_id
         self.report = report
         if report is None:
@@ -661,6 +674,7 @@ class ReportPanel(QWidget):
         self.amend_button.setEnabled(signed and self._is_latest(report))
         for b in (self.export_sr_button, self.export_pdf_button, self.log_button):
             b.setEnabled(report is not None)
+        self.summary_button.setEnabled(signed)
 
     def _is_latest(self, report: Report) -> bool:
         try:
@@ -837,7 +851,110 @@ class ReportPanel(QWidget):
         self._show(signed)
         self._info(f"Signed by {signed.signer} at {signed.signed_at}" +
                    (" (demo identity: not for clinical use)" if identity.is_demo else ""))
+        self.write_signed(signed, identity)
         return signed
+
+    def write_signed(self, report: Report, identity) -> Job:
+        """The signed SR and PDF into the data folder's reports/, named as `radsight report sign`
+        names them, in a worker; each audited as 'exported' once written, their paths shown."""
+        from viewer.report.export import default_name, write_export
+
+        folder = user_data_dir() / "reports"
+        targets = {fmt: folder / default_name(report, fmt) for fmt in ("sr", "pdf")}
+
+        def work(progress, cancelled):
+            return {fmt: write_export(report, fmt, out, identity) for fmt, out in targets.items()}
+
+        job = Job(work, "Write the signed SR and PDF")
+        job.finished.connect(lambda written: self._signed_written(job, report, written))
+        job.failed.connect(lambda message: self._signed_not_written(job, message))
+        self.jobs.append(job)
+        job.start()
+        return job
+
+    def _signed_not_written(self, job: Job, message: str) -> None:
+        self._forget(job)
+        self._error(f"Signed, but the signed SR and PDF were not written (Export SR/PDF writes them): {message}")
+
+    def _signed_written(self, job: Job, report: Report, written: dict) -> None:
+        from viewer.report.export import audit_export
+
+        self._forget(job)
+        self.signed_outputs = {fmt: Path(p) for fmt, p in written.items()}
+        self.outputs_label.setText("\n".join(f"{fmt.upper()}: {p}" for fmt, p in self.signed_outputs.items()))
+        try:
+            for fmt, path in self.signed_outputs.items():
+                audit_export(self.store, report, fmt, path, user=self.user)
+        except RadSightError as exc:
+            self._error(f"The signed SR and PDF were written, but the audit log could not be updated: {exc}")
+            return
+        demo = self.identity is not None and self.identity.is_demo
+        self._info(f"Signed by {report.signer} at {report.signed_at}" +
+                   (" (demo identity: not for clinical use)" if demo else "") +
+                   f"; SR and PDF written to {self.signed_outputs['pdf'].parent}")
+
+    # patient summary ------------------------------------------------------------------------------
+    def summary_clicked(self) -> None:
+        dialog = self.summary_dialog()
+        if dialog is not None and dialog.exec() == QDialog.Accepted:
+            self.approve_summary(dialog.editor.toPlainText())
+
+    def summary_dialog(self) -> QDialog | None:
+        """The drafted patient summary in an editable dialog (a signed report only)."""
+        from viewer.report.summary import draft_summary
+
+        if self.report is None or self.report.status != "signed":
+            return None
+        try:
+            self.summary = draft_summary(self.report)
+        except RadSightError as exc:
+            self._error(f"No patient summary: {exc}")
+            return None
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Patient summary of report {self.report.id} v{self.report.version}")
+        editor = QPlainTextEdit(self.summary.text, dialog)
+        approve, cancel = QPushButton("Approve", dialog), QPushButton("Cancel", dialog)
+        approve.setToolTip("You have read the summary and release it to the patient")
+        approve.clicked.connect(dialog.accept)
+        cancel.clicked.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(editor)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(cancel)
+        row.addWidget(approve)
+        layout.addLayout(row)
+        dialog.editor = editor
+        dialog.resize(640, 420)
+        return dialog
+
+    def approve_summary(self, text: str | None = None) -> Path | None:
+        """Approve the drafted summary (as edited) in the signer's name and write it as a .txt next
+        to the signed PDF; audited as 'exported'."""
+        from viewer.report.export import default_name
+        from viewer.report.summary import approve_summary, draft_summary
+
+        report = self.report
+        if report is None or report.status != "signed":
+            self._error("The patient summary is made from signed findings only: sign the report first")
+            return None
+        pdf = user_data_dir() / "reports" / default_name(report, "pdf")   # where write_signed put it
+        out = pdf.with_name(f"{pdf.stem}-summary.txt")
+        try:
+            summary = self.summary
+            if summary is None or (summary.report_id, summary.report_version) != (report.id, report.version):
+                summary = draft_summary(report)
+            approved = approve_summary(summary, approver=report.signer, text=text)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(approved.text + "\n", encoding="utf-8")
+            self.store.audit("exported", report, detail=f"patient summary {out.name}, approved by the reader",
+                             user=self.user)
+        except (RadSightError, OSError) as exc:
+            self._error(f"The patient summary was not written to {out}: {exc}")
+            return None
+        self.summary = None
+        self._info(f"Patient summary approved by {approved.approver} and written to {out}")
+        return out
 
     def amend_clicked(self) -> None:
         reason, ok = QInputDialog.getText(self, "Amend the signed report", "Reason (what is corrected and why):")
@@ -898,16 +1015,10 @@ class ReportPanel(QWidget):
             self._error(f"Report {report.key} is signed: its {fmt.upper()} carries the signature, so the signer's "
                         "identity is needed (Export asks for it)")
             return None
-        source = next((p for p in report.source_paths if Path(p).is_dir()), None)
-
         def work(progress, cancelled):
-            if fmt == "sr":
-                from viewer.report.sr import write_sr
+            from viewer.report.export import write_export
 
-                return write_sr(report, out, identity=identity, source_dir=source)
-            from viewer.report.pdf import write_pdf
-
-            return write_pdf(report, out, identity=identity)
+            return write_export(report, fmt, out, identity)  # as `radsight report export` writes it
 
         job = Job(work, f"Export {fmt.upper()}")
         job.finished.connect(lambda written: self._exported(job, report, fmt, Path(written)))
