@@ -2,7 +2,8 @@
 DICOM: nodules measured at the ground-truth centres become NODULE records and report findings.
 
 Checks: highdicom reads back the same measurements (values exactly as written, UCUM units,
-tracking identifiers and UIDs), each nodule references the source image nearest its centre
+tracking identifiers and UIDs) and, for AI findings only, the model's confidence and the reader's
+decision, each nodule references the source image nearest its centre
 (within half a slice), dciodvfy reports no errors, our verifier and DCMTK's dcmsign accept the
 signature and both reject the file after one byte of a measurement value is flipped, and an
 amendment names its predecessor's SOP Instance UID and verifies.
@@ -33,7 +34,7 @@ from viewer.report.dicom_signature import DIGITAL_SIGNATURES, MAC_PARAMETERS, ma
 from viewer.report.identity import create_demo_identity, load_identity
 from viewer.report.model import FieldValue, Finding, Provenance, Report
 from viewer.report.signing import sign_report
-from viewer.report.sr import sr_instance_uid, verify_sr, write_sr
+from viewer.report.sr import build_sr, sr_instance_uid, verify_sr, write_sr
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +80,17 @@ def _group_values(group) -> dict:
     return out
 
 
+def _items(ds):
+    for item in ds.get("ContentSequence", ()):
+        yield item
+        yield from _items(item)
+
+
+def _decisions(group) -> list[str]:
+    return [e.value.value for e in group.get_qualitative_evaluations()
+            if e.name.value == "reader-decision" and e.name.scheme_designator == "99RADSIGHT"]
+
+
 def test_highdicom_reads_back_the_measurements(study):
     sr = hd.sr.srread(study["path"])
     groups = sr.content.get_volumetric_roi_measurement_groups()
@@ -100,6 +112,8 @@ def test_highdicom_reads_back_the_measurements(study):
         names = [item.TextValue for item in group[0].ContentSequence
                  if item.ConceptNameCodeSequence[0].CodeValue == "111001"]  # DCM Algorithm Name
         assert names == ["radsight-demo-lung-nodule-seg"]
+        assert values["Certainty of Finding"] == (pytest.approx(0.9), "1")
+        assert _decisions(group) == ["accepted"]
     assert sr.VerificationFlag == "VERIFIED" and sr.CompletionFlag == "COMPLETE"
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Reader^Jane Q"
     assert sr.SOPInstanceUID == sr_instance_uid("RPT-7", 1)
@@ -185,3 +199,27 @@ def test_amendment_references_its_predecessor_and_verifies(study):
     texts = [item.TextValue for item in ds.ContentSequence if item.ValueType == "TEXT"]
     assert any("Comparison study added" in t for t in texts)
     assert np.isfinite(float(ds.InstanceNumber)) and int(ds.InstanceNumber) == 2
+
+
+def test_only_ai_findings_carry_confidence_and_decision(study, tmp_path):
+    ai, measured = study["records"]
+    findings = (Finding(ai, Provenance(source="ai", model_id="radsight-demo-lung-nodule-seg", model_version="1.0.0",
+                                       confidence=0.37, decision="edited", tracking_uid=ai["tracking_uid"]),
+                        confirmed=True),
+                Finding({**measured, "source": "measured", "provenance": None},
+                        Provenance(source="measured", tracking_uid=measured["tracking_uid"]), confirmed=True))
+    draft = replace(study["report"], status="draft", signer=None, signed_at=None, findings=findings)
+    path = tmp_path / "mixed.dcm"
+    build_sr(draft, source_dir=study["visit"].study_dir).save_as(path, enforce_file_format=True)
+    by_uid = {str(g.tracking_uid): g for g in hd.sr.srread(path).content.get_volumetric_roi_measurement_groups()}
+    ai_group, measured_group = by_uid[ai["tracking_uid"]], by_uid[measured["tracking_uid"]]
+    assert _group_values(ai_group)["Certainty of Finding"] == (pytest.approx(0.37), "1")
+    assert _decisions(ai_group) == ["edited"]
+    assert "Certainty of Finding" not in _group_values(measured_group)
+    assert _decisions(measured_group) == []
+    assert _group_values(measured_group)["Volume"] == (pytest.approx(measured["volume_mm3"]), "mm3")
+    # pydicom alone, without highdicom's parsing: the NUM is DCM 111012 with value 0.37 and unit "1".
+    nums = [item for item in _items(pydicom.dcmread(path))
+            if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "111012"]
+    assert [(float(n.MeasuredValueSequence[0].NumericValue),
+             n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue) for n in nums] == [(0.37, "1")]

@@ -10,6 +10,13 @@ ground glass DCM 112120; procedure LOINC 24627-2 "CT Chest". PS3.16 has no codes
 volume doubling time, the solid / part-solid types or the Lung-RADS v2022 category, so those
 use the private scheme 99RADSIGHT (a "99" designator, PS3.3 8.2) with the meaning spelt out.
 
+AI provenance per nodule: the model and version as the group's Algorithm Identification, the
+model's confidence (0..1) as a NUM DCM 111012 "Certainty of Finding" (the CAD concept of CID
+6048) in UCUM "1", and the reader's verdict on the AI finding as a qualitative evaluation.
+PS3.16 has no concept for a reader accepting or editing an AI finding, so that evaluation is
+private: 99RADSIGHT "reader-decision" with the values accepted / edited / rejected. A measured
+or reader-drawn finding carries neither.
+
 UIDs of a report version are name-based (UUID v5 in the 2.25 arc) from the report id and
 version, so an amendment references its predecessor's SOP Instance UID without a lookup.
 """
@@ -36,7 +43,7 @@ from viewer.report.dicom_signature import (
     verify_signatures,
 )
 from viewer.report.identity import Identity
-from viewer.report.model import Report, version_key
+from viewer.report.model import DECISIONS, Report, version_key
 
 UID_NAMESPACE = uuid.UUID("6b1c1f3e-8f4a-5d52-9a57-2b0c7e5a0d11")
 SR_SERIES_NUMBER = 990
@@ -59,10 +66,14 @@ TYPES = {"solid": hd.sr.CodedConcept("solid", PRIVATE, "Solid nodule"),
          "part-solid": hd.sr.CodedConcept("part-solid", PRIVATE, "Part-solid nodule"),
          "ground-glass": hd.sr.CodedConcept("112120", "DCM", "Ground glass opacity")}
 LUNG_RADS = hd.sr.CodedConcept("lung-rads-v2022", PRIVATE, "Lung-RADS v2022 category")
+CERTAINTY = codes.DCM.CertaintyOfFinding
+READER_DECISION = hd.sr.CodedConcept("reader-decision", PRIVATE, "Reader decision on AI finding")
+DECISION_CODES = {d: hd.sr.CodedConcept(d, PRIVATE, f"AI finding {d} by reader") for d in DECISIONS}
 UNITS = {"mm3": hd.sr.CodedConcept("mm3", "UCUM", "cubic millimeter"),
          "mm": hd.sr.CodedConcept("mm", "UCUM", "millimeter"),
          "HU": hd.sr.CodedConcept("[hnsf'U]", "UCUM", "Hounsfield unit"),
-         "d": hd.sr.CodedConcept("d", "UCUM", "day")}
+         "d": hd.sr.CodedConcept("d", "UCUM", "day"),
+         "1": codes.UCUM.NoUnits}
 # (record key, concept, unit, derivation)
 MEASUREMENTS = (("volume_mm3", VOLUME, "mm3", None), ("long_axis_mm", LONG_AXIS, "mm", None),
                 ("short_axis_mm", SHORT_AXIS, "mm", None), ("mean_diameter_mm", DIAMETER, "mm", MEAN),
@@ -161,7 +172,16 @@ def _nodule_group(finding, images: list[Dataset], seg: Dataset | None) -> tuple[
     if prior.get("vdt_days") is not None:
         measurements.append(hd.sr.Measurement(name=VDT, value=float(prior["vdt_days"]), unit=UNITS["d"],
                                               algorithm_id=algorithm))
+    prov = finding.provenance
+    if prov.source == "ai" and prov.confidence is not None:
+        if not 0.0 <= float(prov.confidence) <= 1.0:
+            raise SRError(f"finding {nodule_id}: AI confidence {prov.confidence} is outside 0..1; "
+                          "the model's score was stored on another scale")
+        measurements.append(hd.sr.Measurement(name=CERTAINTY, value=float(prov.confidence), unit=UNITS["1"],
+                                              algorithm_id=algorithm))
     evaluations = []
+    if prov.source == "ai" and prov.decision is not None:
+        evaluations.append(hd.sr.QualitativeEvaluation(READER_DECISION, DECISION_CODES[prov.decision]))
     if record.get("type") in TYPES:
         evaluations.append(hd.sr.QualitativeEvaluation(NODULE_TYPE, TYPES[record["type"]]))
     category = (record.get("lung_rads") or {}).get("category")
