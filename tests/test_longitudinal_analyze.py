@@ -185,3 +185,20 @@ def test_wrong_priors_are_refused_before_any_model_runs(tmp_path):
     assert "RS-OTHER-PATIENT" not in stranger.stderr  # the values are never shown
     assert len(stranger.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+@pytest.mark.slow
+def test_each_stored_nodule_keeps_its_own_mask_and_confidence(runs):
+    """What the viewer reopens is what analyze reported: each stored AI nodule's mask holds its
+    own record's centre, and its confidence is its record's detection score."""
+    from viewer.store import Store
+
+    with Store() as store:
+        for result in runs:
+            rows = store.nodules(result["series_key"])
+            assert len(rows) == sum(1 for r in result["nodules"] if r.get("present", True))
+            for row in rows:
+                mask = store.nodule_mask(row["id"])
+                i, j, k = np.rint(mask.lps_to_index(row["record"]["centre_lps_mm"])).astype(int)
+                assert mask.voxels[k, j, i], (row["record"]["id"], row["record"]["centre_lps_mm"])
+                assert row["confidence"] == pytest.approx(row["record"]["scores"]["detection"], abs=1e-4)

@@ -25,7 +25,7 @@ from viewer.analysis.candidates import (Candidate, blob_candidates, channel_cand
                                         threshold_lung_mask)
 from viewer.analysis.nodules import AERATED_HU, OPENING_FRACTIONS, MeasurementError, NoduleMeasurement, measure_at
 from viewer.core.errors import RadSightError
-from viewer.core.results import Classification, ModelRef
+from viewer.core.results import Classification, Mask, ModelRef
 from viewer.core.volume import Volume
 
 METHOD_CHANNEL = "seg-model nodule channel"
@@ -122,18 +122,22 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
 
 
 def detect_in_study(volume: Volume, provider: str | None = None, progress: Progress | None = None,
-                    cancelled: Callable[[], bool] | None = None, registry=None) -> list[Detection]:
+                    cancelled: Callable[[], bool] | None = None, registry=None, mask: Mask | None = None) -> list[Detection]:
     """Detection with the bundled models: the segmentation model's lung channel (and its nodule
-    channel, when it yields any) and the type classifier for the scores."""
+    channel, when it yields any) and the type classifier for the scores. `mask`: that model's
+    segmentation of this volume when it has already run (e.g. read back from this run's SEG)."""
     from viewer.inference.registry import discover
     from viewer.inference.run import classify, segment
 
     _check_ct(volume)
     registry = registry or discover()
-    seg_card = registry.get(SEG_MODEL_ID)
     classifier_card = registry.get(CLASSIFIER_ID)
-    mask = segment(volume, seg_card, provider=provider, progress=progress, cancelled=cancelled)
-    lung_value = next(i.value for i in mask.label_info if i.name.lower() == "lung")
+    if mask is None:
+        mask = segment(volume, registry.get(SEG_MODEL_ID), provider=provider, progress=progress, cancelled=cancelled)
+    lung_value = next((i.value for i in mask.label_info if i.name.lower() == "lung"), None)
+    if lung_value is None:
+        raise DetectionError(f"the segmentation by {mask.model} has no 'Lung' label "
+                             f"(labels: {', '.join(i.name for i in mask.label_info)}): no lung to search")
     nodule_value = next((i.value for i in mask.label_info if "nodule" in i.name.lower()), None)
     labels = mask.labels.voxels
     lung = mask.labels.with_voxels(((labels == lung_value) | (labels == nodule_value)).astype(np.uint8))
@@ -147,7 +151,7 @@ def detect_in_study(volume: Volume, provider: str | None = None, progress: Progr
         return classify(vol, classifier_card, point, provider=provider)
 
     return detect_nodules(volume, lung, probability, classifier, progress, cancelled,
-                          models=(seg_card.ref, classifier_card.ref))
+                          models=(mask.model, classifier_card.ref))
 
 
 def _check_ct(volume: Volume) -> None:

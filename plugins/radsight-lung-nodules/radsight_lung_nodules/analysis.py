@@ -15,18 +15,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
-
-from viewer.analysis.detection import CLASSIFIER_ID, Detection, detect_in_study, detect_nodules
-from viewer.analysis.guidelines import fleischner_2017, lung_rads_v2022, worst
+from viewer.analysis.detection import Detection, detect_in_study
+from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT, Assessment, fleischner_2017, worst
 from viewer.analysis.registration import Registration, register
-from viewer.analysis.timepoint import StudyMismatchError, TimePoint, check_pair
-from viewer.analysis.tracking import Tracking, track
+from viewer.analysis.timepoint import TimePoint, check_pair
+from viewer.analysis.tracking import Track, Tracking, track
 from viewer.core.errors import RadSightError
 from viewer.core.volume import Volume
 from viewer.dicom import load_series, open_path
 from viewer.dicom.study_facts import StudyFacts, read_study_facts
-from radsight_lung_nodules.records import detection_record
+from radsight_lung_nodules.records import detection_record, lung_rads
 
 GUIDELINES = ("lung-rads", "fleischner")
 REGISTRATION_CACHE_VERSION = 1  # bump when register() changes, so older results are not reused
@@ -61,16 +59,17 @@ def run(context) -> dict:
     if context.store is not None:
         _label_prior_rows(context.store, visits[:-1], tracking)
 
-    records = _records(current, visits, tracking, guideline)
+    present = _records(current, visits, tracking, guideline)  # in detection order, one per detection
     if context.store is not None:
-        _store(context.store, current, records)
+        _store(context.store, current, present)
+    records = sorted(present, key=_label_order) + _resolved(tracking, len(visits) - 1)
     assessment = _study_assessment(records, guideline)
+    longitudinal = tracking.to_json()
     out = Path(context.out_dir) / "nodules.json"
-    out.write_text(json.dumps({"nodules": records, "assessment": assessment,
-                               "longitudinal": tracking.to_json()}, indent=1))
-    progress(1, 1, f"nodules: {len(records)} found")
+    out.write_text(json.dumps({"nodules": records, "assessment": assessment, "longitudinal": longitudinal}, indent=1))
+    progress(1, 1, f"nodules: {len(present)} found")
     return {"nodules": records, "assessment": assessment, "outputs": {"nodules": str(out)},
-            "longitudinal": tracking.to_json()}
+            "longitudinal": longitudinal}
 
 
 def _prior_facts(path: Path, current: StudyFacts) -> tuple[StudyFacts, Path]:
@@ -82,22 +81,10 @@ def _prior_facts(path: Path, current: StudyFacts) -> tuple[StudyFacts, Path]:
 
 
 def _detect_current(context) -> list[Detection]:
-    """Reuse the lung mask the segmentation model made in this run; else run the models here."""
+    """Detection reusing the segmentation the models made in this run (read back from its SEG)."""
     found = context.mask_with("lung")
-    if found is None:
-        return detect_in_study(context.volume, provider=context.provider, progress=context.progress)
-    from viewer.inference.registry import discover
-    from viewer.inference.run import classify
-
-    mask, value = found
-    registry = discover()
-    lung = mask.labels.with_voxels((mask.labels.voxels == value).astype(np.uint8))
-    card = registry.get(CLASSIFIER_ID)
-
-    def classifier(vol, point):
-        return classify(vol, card, point, provider=context.provider)
-
-    return detect_nodules(context.volume, lung, None, classifier, context.progress, models=(mask.model,))
+    return detect_in_study(context.volume, provider=context.provider, progress=context.progress,
+                           mask=found[0] if found else None)
 
 
 def _load_prior(facts: StudyFacts, path: Path, context, progress) -> _Visit:
@@ -181,6 +168,7 @@ def _label_prior_rows(store, priors: list[_Visit], tracking: Tracking) -> None:
 
 
 def _records(current: _Visit, visits: list[_Visit], tracking: Tracking, guideline: str) -> list[dict]:
+    """One NODULE record per detection of the current visit, in the detections' order."""
     records = []
     t = len(visits) - 1
     for n, detection in enumerate(current.detections):
@@ -196,18 +184,19 @@ def _records(current: _Visit, visits: list[_Visit], tracking: Tracking, guidelin
             prior["growing"] = step.growth.growing
             prior["assessment"] = step.growth.assessment
         record["status"] = tr.statuses[t]
-        record["history"] = [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
-                                    o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
-                             for o in tr.observations]
+        record["history"] = _history(tracking, tr)
         if t > 0:
-            record["lung_rads"] = _lung_rads(m, baseline=False, new=prior is None,
-                                             growing=bool(step and step.growth.growing))
+            record["lung_rads"] = lung_rads(m, baseline=False, new=prior is None,
+                                            growing=bool(step and step.growth.growing))
         if guideline == "fleischner":
             record["fleischner"] = _fleischner(m, multiple=len(current.detections) > 1)
         records.append(record)
-    records.sort(key=lambda r: int(r["id"][1:]) if r["id"][1:].isdigit() else 0)
-    records.extend(_resolved(tracking, t))
     return records
+
+
+def _label_order(record: dict) -> int:
+    """N1, N2, ... N10 in numeric order (the tracker labels by latest volume, largest first)."""
+    return int(record["id"][1:]) if record["id"][1:].isdigit() else 0
 
 
 def _resolved(tracking: Tracking, t: int) -> list[dict]:
@@ -219,27 +208,20 @@ def _resolved(tracking: Tracking, t: int) -> list[dict]:
             last = tr.observations[-1]
             gone.append({"id": tr.label, "tracking_uid": tr.uid, "status": "resolved", "present": False,
                          "last_seen_study_uid": tracking.timepoints[last.timepoint].study_uid,
-                         "last_volume_mm3": round(last.volume_mm3, 1),
-                         "history": [_point(tracking.timepoints[o.timepoint].facts, tracking.days[o.timepoint],
-                                            o.volume_mm3, o.mean_diameter_mm, tr.statuses[o.timepoint])
-                                     for o in tr.observations]})
+                         "last_volume_mm3": round(last.volume_mm3, 1), "history": _history(tracking, tr)})
     return gone
 
 
-def _point(facts: StudyFacts | None, day: int, volume: float, diameter: float, status: str | None) -> dict:
-    return {"study_uid": facts.study_uid if facts else None,
-            "date": facts.study_date.isoformat() if facts and facts.study_date else None,
-            "day": day, "volume_mm3": round(float(volume), 1), "mean_diameter_mm": round(float(diameter), 1),
-            "status": status}
-
-
-def _lung_rads(m, **flags) -> dict | None:
-    try:
-        a = lung_rads_v2022(m.type, m.mean_diameter_mm, m.solid_mean_diameter_mm, **flags)
-    except ValueError:
-        return None
-    return {"version": "v2022", "category": a.category, "management": a.management, "rule": a.rule,
-            "baseline": flags.get("baseline", True)}
+def _history(tracking: Tracking, tr: Track) -> list[dict]:
+    """The track at every visit it was seen: date, day, volume, mean diameter, status."""
+    points = []
+    for o in tr.observations:
+        facts = tracking.timepoints[o.timepoint].facts
+        points.append({"study_uid": facts.study_uid if facts else None,
+                       "date": facts.study_date.isoformat() if facts and facts.study_date else None,
+                       "day": tracking.days[o.timepoint], "volume_mm3": round(float(o.volume_mm3), 1),
+                       "mean_diameter_mm": round(float(o.mean_diameter_mm), 1), "status": tr.statuses[o.timepoint]})
+    return points
 
 
 def _fleischner(m, multiple: bool) -> dict | None:
@@ -260,12 +242,10 @@ def _study_assessment(records: list[dict], guideline: str) -> dict | None:
             return None
         largest = max(found, key=lambda r: r["mean_diameter_mm"])
         return {"guideline": "Fleischner 2017", "nodule": largest["id"], **largest["fleischner"]}
-    from viewer.analysis.guidelines import Assessment
-
     pairs = [(Assessment(r["lung_rads"]["category"], r["lung_rads"]["management"], r["lung_rads"]["rule"]), r["id"])
              for r in present if r.get("lung_rads")]
     if not pairs:
-        return {"guideline": "Lung-RADS v2022", "category": "1", "management": lung_rads_management("1"),
+        return {"guideline": "Lung-RADS v2022", "category": "1", "management": LUNG_RADS_MANAGEMENT["1"],
                 "rule": "no lung nodules found", "nodule": None}
     top = worst([a for a, _ in pairs])
     nodule = next(i for a, i in pairs if a is top)
@@ -273,21 +253,14 @@ def _study_assessment(records: list[dict], guideline: str) -> dict | None:
             "rule": top.rule, "nodule": nodule}
 
 
-def lung_rads_management(category: str) -> str:
-    from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT
-
-    return LUNG_RADS_MANAGEMENT[category]
-
-
 def _store(store, current: _Visit, records: list[dict]) -> None:
-    """Replace this series' undecided AI nodules with the new ones; decided ones stay as the reader left them."""
+    """Replace this series' undecided AI nodules with the new ones (`records` pairs with
+    current.detections one to one); decided ones stay as the reader left them."""
     for row in store.nodules(current.series_key):
         if row["source"] == "ai" and not row.get("decision"):
             store.delete_nodule(row["id"])
-    for record, detection in zip([r for r in records if r.get("present", True)], current.detections):
+    for record, detection in zip(records, current.detections, strict=True):
         store.save_nodule(current.series_key, record, "ai", mask=detection.measurement.mask,
                           model=detection.models[0] if detection.models else None,
                           confidence=float(detection.score), study_uid=current.facts.study_uid)
 
-
-__all__ = ["run", "StudyMismatchError"]

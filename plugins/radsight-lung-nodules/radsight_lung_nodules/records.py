@@ -9,18 +9,20 @@ from viewer.analysis.nodules import NoduleMeasurement
 SOURCES = ("measured", "ai")
 
 
-def lung_rads(measurement: NoduleMeasurement) -> dict | None:
-    """Lung-RADS v2022 of the nodule as a baseline screening finding (no prior known). Reader-only
-    features (benign calcification, perifissural shape, suspicious features) are not assumed, so
-    this is the size-and-type category a reader starts from. None when the type needs a number the
+def lung_rads(measurement: NoduleMeasurement, *, baseline: bool = True, new: bool = False,
+              growing: bool = False) -> dict | None:
+    """Lung-RADS v2022 of the nodule: as a baseline screening finding unless the tracking says
+    otherwise (a follow-up's nodule that is new, or growing). Reader-only features (benign
+    calcification, perifissural shape, suspicious features) are not assumed, so this is the
+    size-and-type category a reader starts from. None when the type needs a number the
     measurement lacks (a part-solid nodule without a solid-component diameter)."""
     try:
         a = lung_rads_v2022(measurement.type, measurement.mean_diameter_mm, measurement.solid_mean_diameter_mm,
-                            baseline=True)
+                            baseline=baseline, new=new, growing=growing)
     except ValueError:
         return None
     return {"version": "v2022", "category": a.category, "management": a.management, "rule": a.rule,
-            "baseline": True}
+            "baseline": baseline}
 
 
 def nodule_record(measurement: NoduleMeasurement, id: str, *, tracking_uid: str | None = None,
