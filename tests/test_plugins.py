@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -284,14 +283,14 @@ def demo(tmp_path_factory):
 
 def test_analyses_run_with_the_context_and_a_failure_names_the_plugin(site, plugins, demo, monkeypatch, tmp_path,
                                                                       capsys):
-    from viewer.cli import _run_plugin_analyses
+    from viewer.cli import _error_line
+    from viewer.plugins.study_analysis import run_plugin_analyses
 
     study, _ = demo
     ours = [c for c in plugins.contributions("analyses") if c.id in ("echo", "broken")]
     monkeypatch.setattr(viewer.plugins, "contributions", lambda kind: ours)
     data = {"series_uid": None, "models": [], "nodules": [], "outputs": {"seg": []}}
-    args = Namespace(path=str(study), prior=[str(study)], provider=None)
-    errors = _run_plugin_analyses(args, data, tmp_path, None, None)
+    errors = run_plugin_analyses(study, data, tmp_path, prior_paths=[study], report=_error_line("analyze"))
     assert data["nodules"] == [{"id": "E1"}]
     assert data["outputs"] == {"seg": [], "echo": str(tmp_path)}
     assert data["echo"]["priors"] == [str(study)] and len(data["echo"]["shape"]) == 3

@@ -469,15 +469,6 @@ def _error_line(command: str):
     return lambda line: print(f"radsight {command}: error: {line}", file=sys.stderr)
 
 
-def _run_plugin_analyses(args, data: dict, out: Path, store, progress) -> list[dict]:
-    """Each plugin analysis after the models, merged into `data` (viewer.plugins.study_analysis)."""
-    from viewer.plugins.study_analysis import run_plugin_analyses
-
-    return run_plugin_analyses(args.path, data, out, prior_paths=args.prior or [], store=store,
-                               provider=args.provider, progress=progress, options=_analysis_options(args),
-                               report=_error_line("analyze"))
-
-
 def cmd_plugins(args) -> int:
     from viewer.plugins import discover
 
