@@ -198,8 +198,8 @@ def _demo_report(study_dir: Path, analysis: dict, key_images: list[Path], charts
     """The demo ends as a reading ends: a Lung-RADS report drafted from the latest visit's stored
     findings, every value confirmed by the demo's synthetic reader (a radiologist reviews each
     one), signed with a demo identity, exported as signed SR and PDF, and the patient summary."""
-    from viewer.cli_report import _write
     from viewer.report.drafts import Drafts, check_ready_to_sign
+    from viewer.report.export import default_name, export_signed
     from viewer.report.identity import DEMO_PASSWORD, create_demo_identity, load_identity
     from viewer.report.model import KeyImage
     from viewer.report.signing import sign_report
@@ -223,8 +223,8 @@ def _demo_report(study_dir: Path, analysis: dict, key_images: list[Path], charts
         report = drafts.confirm(report.id)
         check_ready_to_sign(report, template)
         signed = store.store_signed(sign_report(report, identity))
-        sr = _write(store, signed, "sr", folder / f"report-{signed.id}-v{signed.version}-sr.dcm", identity)
-        pdf = _write(store, signed, "pdf", folder / f"report-{signed.id}-v{signed.version}.pdf", identity, charts)
+        sr = export_signed(store, signed, "sr", folder / default_name(signed, "sr"), identity)
+        pdf = export_signed(store, signed, "pdf", folder / default_name(signed, "pdf"), identity, charts)
     summary = approve_summary(draft_summary(signed), approver="RadSight Demo Reader")
     summary_path = folder / f"report-{signed.id}-v{signed.version}-patient-summary.txt"
     summary_path.write_text(summary.text + "\n", encoding="utf-8")

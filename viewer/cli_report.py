@@ -224,13 +224,6 @@ def _identity(args):
 
 
 # viewer/cli.py imports this name; the writing and auditing live in viewer.report.export, shared with the viewer.
-def _write(store, report, fmt: str, out: Path, identity, charts=()) -> Path:
-    """One export of a stored version, audited as 'exported' (format and file name only)."""
-    from viewer.report.export import export_signed
-
-    return export_signed(store, report, fmt, out, identity, charts)
-
-
 def _default_out(report, suffix: str) -> Path:
     from viewer.store import user_data_dir
 
@@ -239,6 +232,7 @@ def _default_out(report, suffix: str) -> Path:
 
 def cmd_report_sign(args) -> int:
     from viewer.report.drafts import check_ready_to_sign
+    from viewer.report.export import export_signed
     from viewer.report.templates import find_template
 
     signing = _module("viewer.report.signing", "report signing")
@@ -251,7 +245,7 @@ def cmd_report_sign(args) -> int:
         outputs = {}
         for fmt, suffix in (("sr", "-sr.dcm"), ("pdf", ".pdf")):
             target = out_dir / f"report-{signed.id}-v{signed.version}{suffix}" if out_dir else _default_out(signed, suffix)
-            outputs[fmt] = str(_write(store, signed, fmt, target, identity, args.chart or ()))
+            outputs[fmt] = str(export_signed(store, signed, fmt, target, identity, args.chart or ()))
     return _edited(signed, args, {"outputs": outputs})
 
 
@@ -285,6 +279,8 @@ def cmd_report_verify(args) -> int:
 
 
 def cmd_report_export(args) -> int:
+    from viewer.report.export import export_signed
+
     identity = _identity(args)
     out = Path(args.out)
     with _store() as store:
@@ -307,7 +303,7 @@ def cmd_report_export(args) -> int:
         if report.status == "signed" and identity is None:
             raise RadSightError(f"report {report.key} is signed by {report.signer}: its {args.format.upper()} carries "
                                 "the signature, so give the signer's --identity FILE.p12")
-        path = _write(store, report, args.format, out, identity if report.status == "signed" else None,
+        path = export_signed(store, report, args.format, out, identity if report.status == "signed" else None,
                       args.chart or ())
     return _edited(report, args, {"format": args.format, "out": str(path)})
 
