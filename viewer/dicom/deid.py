@@ -221,8 +221,7 @@ class Deidentifier:
         ds.remove_private_tags()  # PS3.15 E: private attributes X (no Retain Safe Private Option)
         anonymizer.anonymize(ds)
         apply_basic_profile(ds, self._text_token)
-        stamp_method(ds, identity_removed=risk is None,
-                     description=f"{METHOD_DESCRIPTION}"[:64])
+        stamp_method(ds, identity_removed=risk is None, description=METHOD_DESCRIPTION)
         # A new file meta: Source/Sending AE titles and private meta would name the sender.
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
@@ -322,11 +321,24 @@ def read_instance(path: Path) -> Dataset:
                if not ds.get(name)]
     if missing:
         raise RadSightError(f"not a composite DICOM instance: {', '.join(missing)} missing")
-    try:
-        ds.get("PixelData")  # a truncated pixel data element raises only when read
-    except Exception as exc:  # noqa: BLE001
-        raise RadSightError(f"damaged pixel data: {' '.join(str(exc).split())}") from None
+    _check_native_pixel_length(ds)
     return ds
+
+
+def _check_native_pixel_length(ds: Dataset) -> None:
+    """pydicom reads a file cut short without complaint; a copy of it would look whole."""
+    ts = ds.file_meta.get("TransferSyntaxUID")
+    if "PixelData" not in ds or (ts is not None and pydicom.uid.UID(ts).is_compressed):
+        return
+    try:
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)) // 8
+    except (AttributeError, TypeError, ValueError):
+        return  # the image module itself is incomplete; validators will say so
+    got = len(ds.PixelData)
+    if got < expected:
+        raise RadSightError(f"damaged DICOM file: Pixel Data has {got} bytes where {ds.Rows} x {ds.Columns} "
+                            f"pixels of {ds.BitsAllocated} bits need {expected}: the file is cut short")
 
 
 def _int(value, default: int) -> int:
