@@ -68,3 +68,32 @@ def test_without_a_history_the_prior_and_the_study_date_make_the_points():
     assert points[0].volume_mm3 == pytest.approx(300.0)
     assert vdt_text(points).startswith("VDT 200 days") and "\n" not in vdt_text(points)
     assert len(track_from_record({"volume_mm3": 50.0, "mean_diameter_mm": 4.6, "prior": None})) == 1
+
+
+class _BrokenFigure:
+    plugin, what = "broken", "report figure 'broken'"
+
+    def load(self):
+        def figures(records, folder):
+            raise RuntimeError("broke on purpose")
+        return figures
+
+
+def test_report_pdfs_get_a_chart_per_persisting_nodule_through_the_plugin_api(tmp_path, monkeypatch):
+    import viewer.plugins
+    from viewer.plugins.report_figures import report_figures
+
+    grown = _record([0, 91, 365])
+    new = {"id": "N2", "volume_mm3": 50.0, "mean_diameter_mm": 4.6, "type": "solid", "prior": None,
+           "history": [{"date": "2026-01-15", "day": 0, "volume_mm3": 50.0, "mean_diameter_mm": 4.6}]}
+    paths, problems = report_figures([new, grown], tmp_path / "figures")
+    assert problems == [] and [p.name for p in paths] == ["growth-N1.png"]  # N2 has one visit: no chart
+    pixels = imread(paths[0])
+    assert pixels[..., :3].std() > 0.05, "blank chart"
+
+    installed = viewer.plugins.contributions("report_figures")
+    assert [c.id for c in installed] == ["growth-charts"]
+    monkeypatch.setattr(viewer.plugins, "contributions", lambda kind: [_BrokenFigure(), *installed])
+    paths, problems = report_figures([grown], tmp_path / "again")
+    assert [p.name for p in paths] == ["growth-N1.png"]
+    assert problems == ["plugin broken: report figure 'broken' failed: RuntimeError: broke on purpose"]

@@ -273,6 +273,7 @@ def test_the_installed_lung_nodule_plugin_is_discovered_without_importing_it():
     assert names["commands"] == {"measure": "radsight_lung_nodules.commands:measure"}
     assert names["analyses"] == {"nodules": "radsight_lung_nodules.analysis:run"}
     assert names["panels"] == {"nodules": "radsight_lung_nodules.panel:create_panel"}
+    assert names["report_figures"] == {"growth-charts": "radsight_lung_nodules.chart:report_figures"}
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need_tool
 from viewer.analysis.guidelines import CATEGORY_ORDER
 from viewer.analysis.nodules import MeasurementError, measure_at
 from viewer.demo import generate_demo
@@ -147,6 +148,42 @@ def test_signed_versions_are_read_only_and_amendments_chain(tmp_path, study):
         assert store.report(draft.id, 1).canonical_bytes() == before  # the signed version never changed
         assert versions[1].values["impression"].value == "Nodule in the right upper lobe."
         assert "impression" not in versions[0].values
+
+
+def _pdf_text(data: bytes, folder: Path) -> str:
+    path = folder / "report.pdf"
+    path.write_bytes(data)
+    return subprocess.run([need_tool("pdftotext"), "-layout", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_clearing_a_field_keeps_what_the_reader_turned_down(tmp_path, study):
+    """A prefilled number cleared by the reader stays as an empty value marked 'rejected' (so the
+    AI's provenance is not lost); a value the reader typed and then cleared is gone; a cleared
+    required field blocks signing; the PDF prints no cleared field."""
+    from viewer.report.drafts import check_ready_to_sign
+    from viewer.report.pdf import render_pdf
+
+    with Store(tmp_path / "db.sqlite3") as store:
+        drafts = Drafts(store, user="reader1")
+        template = find_template(LUNG_SCREENING)
+        draft = drafts.create(template, study["analysis"])
+        prefilled = draft.values["largest_nodule_diameter"]
+        assert prefilled.value is not None and prefilled.provenance.source != "reader"
+        cleared = drafts.set(draft.id, "largest_nodule_diameter", None)
+        value = store.report(draft.id).values["largest_nodule_diameter"]
+        assert value.value is None and value.confirmed and value.provenance.decision == "rejected"
+        assert value.provenance.source == prefilled.provenance.source
+        assert "largest_nodule_diameter" not in cleared.unconfirmed
+        drafts.set(draft.id, "next_examination", "2027-01-15")
+        drafts.set(draft.id, "next_examination", "")
+        assert "next_examination" not in store.report(draft.id).values
+        drafts.set(draft.id, "lung_rads_category", None)
+        with pytest.raises(ReportError, match="lung_rads_category"):
+            check_ready_to_sign(drafts.confirm(draft.id), template)
+        label = "Largest nodule, mean"  # the label wraps in its column
+        assert label in _pdf_text(render_pdf(draft), tmp_path)
+        assert label not in _pdf_text(render_pdf(store.report(draft.id)), tmp_path)
 
 
 def test_the_audit_log_records_who_did_what_and_when(tmp_path, study):

@@ -159,6 +159,18 @@ def test_ai_values_are_marked_until_confirmed_and_each_keystroke_is_on_disk(wind
     assert after.values["next_examination"].value == "2026-07-15"
     assert after.values["next_examination"].provenance.source == "reader"
 
+    # "not set" clears: the AI's category stays as a rejected empty value, the typed date is gone
+    exam = panel.editors["next_examination"].editor
+    category.setCurrentIndex(0)
+    exam.setDate(exam.minimumDate())
+    cleared = stored(db_path, report.id)
+    assert cleared.values["lung_rads_category"].value is None
+    assert cleared.values["lung_rads_category"].provenance.decision == "rejected"
+    assert "next_examination" not in cleared.values
+    category.setCurrentText("3")
+    exam.setDate(QDate(2026, 7, 15))
+    assert stored(db_path, report.id).values["lung_rads_category"].value == "3"
+
     # free text, one key event at a time: after each, a second connection reads it back
     text = "No pleural effusion."
     for n, char in enumerate(text, 1):

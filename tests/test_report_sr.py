@@ -24,13 +24,14 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from cryptography.hazmat.primitives import serialization
 from radsight_lung_nodules.records import nodule_record
 
 from tests.conftest import need_tool
 from viewer.analysis.nodules import measure_at
 from viewer.demo import generate_demo
 from viewer.dicom import load
-from viewer.report.dicom_signature import DIGITAL_SIGNATURES, MAC_PARAMETERS, mac_stream
+from viewer.report.dicom_signature import DIGITAL_SIGNATURES, MAC_PARAMETERS, mac_stream, verify_signatures
 from viewer.report.identity import create_demo_identity, load_identity
 from viewer.report.model import FieldValue, Finding, Provenance, Report
 from viewer.report.signing import sign_report
@@ -223,3 +224,57 @@ def test_only_ai_findings_carry_confidence_and_decision(study, tmp_path):
             if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "111012"]
     assert [(float(n.MeasuredValueSequence[0].NumericValue),
              n.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue) for n in nums] == [(0.37, "1")]
+
+
+def _nested_items(n: int) -> pydicom.Dataset:
+    """A dataset whose content sits two sequences deep, as SR content items do."""
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.PatientName = "Synthetic^Test"
+    items = []
+    for i in range(n):
+        code = pydicom.Dataset()
+        code.CodeValue, code.CodeMeaning = f"{i:06d}", f"Finding {i:06d}"
+        item = pydicom.Dataset()
+        item.RelationshipType = "CONTAINS"
+        item.ContentSequence = pydicom.Sequence([code])
+        items.append(item)
+    ds.ContentSequence = pydicom.Sequence(items)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    return ds
+
+
+def test_dcmsign_still_leaves_nested_content_at_its_buffer_boundary_out_of_its_mac(study, tmp_path):
+    """The known limit in the README, kept honest: dcmsign signs a file itself, the value that
+    straddles its 16 KiB stream buffer two sequences deep is changed, and dcmsign still says OK
+    (DCMTK 3.6.7 and 3.6.9 both do). Our verifier, which hashes the whole content as PS3.15 says,
+    rejects dcmsign's signature on such a file. When this test fails, DCMTK has been fixed: drop
+    the README's limit and let the dcmsign tests use full-size reports."""
+    tool = need_tool("dcmsign")
+    key = tmp_path / "key.pem"
+    key.write_bytes(study["identity"].private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    unsigned, signed = tmp_path / "unsigned.dcm", tmp_path / "signed.dcm"
+    _nested_items(400).save_as(unsigned, enforce_file_format=True)
+    run = subprocess.run([tool, "--sign", str(key), str(study["root"] / "cert.pem"), str(unsigned), str(signed)],
+                         check=False, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ds = pydicom.dcmread(signed)
+    assert [c.problems for c in verify_signatures(ds)] != [[]], "dcmsign's MAC now covers all the content"
+    # The code value whose bytes cross offset 16384 of the full (PS3.15) MAC stream: its last
+    # byte, past the boundary, is changed.
+    stream = mac_stream(ds, list(ds[MAC_PARAMETERS][0].DataElementsSigned), ds[DIGITAL_SIGNATURES][0])
+    start = stream.rfind(b"SH\x06\x00", 0, 16384) + 4
+    assert start < 16384 < start + 6, "the buffer boundary falls inside a code value"
+    value = stream[start:start + 6]
+    data = bytearray(signed.read_bytes())
+    at = data.find(value + b"\x08\x00\x04\x01")  # the value, then its Code Meaning
+    data[at + 5] = ord("9") if value[5:6] != b"9" else ord("8")
+    tampered = tmp_path / "tampered.dcm"
+    tampered.write_bytes(bytes(data))
+    check = subprocess.run([tool, "--verify", "+rg", "+cf", str(study["root"] / "cert.pem"), str(tampered)],
+                           check=False, capture_output=True, text=True)
+    assert check.returncode == 0, "dcmsign now detects the change: " + check.stdout + check.stderr

@@ -306,19 +306,17 @@ def _demo_snapshots(volume, labels, nodule: dict | None, folder: Path) -> list[P
 
 
 def _demo_charts(nodules: list[dict], folder: Path) -> list[Path]:
-    """The growth chart (all visits) of the largest nodule seen at more than one visit; none without
-    the lung-nodule plugin or a nodule that persists."""
+    """The growth chart (all visits) of the largest nodule seen at more than one visit, from the
+    plugins' report figures; none without the lung-nodule plugin or a nodule that persists."""
+    from viewer.plugins.report_figures import report_figures
+
     persisting = [n for n in nodules if len(n.get("history") or []) > 1]
     if not persisting:
         return []
-    try:
-        from radsight_lung_nodules.chart import save_chart, track_from_record
-    except ImportError:
-        return []
-    nodule = max(persisting, key=lambda n: n["volume_mm3"])
-    folder.mkdir(parents=True, exist_ok=True)
-    title = f"Nodule {nodule['id']} ({nodule['type']}), {len(nodule['history'])} visits"
-    return [save_chart(track_from_record(nodule), folder / f"growth-{nodule['id']}.png", title)]
+    paths, problems = report_figures([max(persisting, key=lambda n: n["volume_mm3"])], folder)
+    for problem in problems:
+        print(f"radsight demo: {problem}", file=sys.stderr)
+    return paths
 
 
 def _nodule_lines(nodules: list[dict]) -> list[str]:

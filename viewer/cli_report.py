@@ -149,7 +149,7 @@ def cmd_report_show(args) -> int:
                           f"[{p.source}{' ' + p.model_id if p.model_id else ''}, {state}]")
                 continue
             v = report.values.get(f.id)
-            if v is None:
+            if v is None or v.value is None:
                 continue
             unit = f" {v.unit}" if v.unit else ""
             shown = f"{v.value:g}" if isinstance(v.value, float) else v.value

@@ -20,7 +20,7 @@ from viewer.core.errors import RadSightError
 from viewer.plugins.manifest import KINDS, ContributionSpec, Manifest, ManifestError
 
 GROUP = "radsight.plugins"
-SINGULAR = {"commands": "command", "analyses": "analysis", "panels": "panel",
+SINGULAR = {"commands": "command", "analyses": "analysis", "panels": "panel", "report_figures": "report figure",
             "report_templates": "report template", "models": "model folder"}
 
 

@@ -7,6 +7,8 @@ any of the plugin's code. `Manifest.from_file` checks every field and names the 
 
 A panel declares `area` (left, right, top or bottom; default right) and `show` (true: the viewer
 docks it when its window opens; false, the default: it waits in View > Plugin panels).
+A report figure names fn(records, folder) -> PNG paths: pictures for the report PDF made from
+the report's findings (NODULE dicts), e.g. growth charts.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import yaml
 from viewer.core.errors import RadSightError
 
 API_VERSION = 1  # bumped when a contribution's calling convention changes incompatibly
-KINDS = ("commands", "analyses", "panels", "report_templates", "models")
-CODE_KINDS = ("commands", "analyses", "panels")  # contributions that name code (python_name)
+KINDS = ("commands", "analyses", "panels", "report_figures", "report_templates", "models")
+CODE_KINDS = ("commands", "analyses", "panels", "report_figures")  # contributions that name code (python_name)
 FILE_KINDS = ("report_templates", "models")      # contributions that name files inside the plugin
 PANEL_AREAS = ("left", "right", "top", "bottom")
 ARGUMENT_ACTIONS = ("store", "store_true", "append")
@@ -215,6 +217,7 @@ class _Checker:
         if kind in CODE_KINDS:
             allowed = {"commands": ("id", "title", "python_name", "arguments"),
                        "analyses": ("id", "title", "python_name"),
+                       "report_figures": ("id", "title", "python_name"),
                        "panels": ("id", "title", "python_name", "area", "show")}[kind]
             self.unknown(item, allowed, f"'{where}'")
             cid = self.text(item, "id", where, pattern=IDENTIFIER)

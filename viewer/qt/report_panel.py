@@ -216,7 +216,7 @@ class FieldEditor:
             editor = QComboBox()
             editor.addItem("")  # not set yet
             editor.addItems(list(f.choices))
-            editor.currentIndexChanged.connect(lambda i: i > 0 and on_edit(f.id, editor.itemText(i)))
+            editor.currentIndexChanged.connect(lambda i: on_edit(f.id, editor.itemText(i) if i > 0 else None))
         elif f.type == "number":
             editor = QDoubleSpinBox()
             low = f.minimum if f.minimum is not None else -1e6
@@ -227,14 +227,14 @@ class FieldEditor:
             editor.setSpecialValueText("not set")  # shown at the minimum, one step below the field's own
             suffix = _unit(f.unit)
             editor.setSuffix(f" {suffix}" if suffix else "")
-            editor.valueChanged.connect(lambda v: v > editor.minimum() and on_edit(f.id, float(v)))
+            editor.valueChanged.connect(lambda v: on_edit(f.id, float(v) if v > editor.minimum() else None))
         elif f.type == "date":
             editor = QDateEdit()
             editor.setCalendarPopup(True)
             editor.setDisplayFormat("yyyy-MM-dd")
             editor.setMinimumDate(QDate(1900, 1, 1))
             editor.setSpecialValueText("not set")
-            editor.dateChanged.connect(lambda d: d > editor.minimumDate() and on_edit(f.id, d.toString("yyyy-MM-dd")))
+            editor.dateChanged.connect(lambda d: on_edit(f.id, d.toString("yyyy-MM-dd") if d > editor.minimumDate() else None))
         else:
             raise ReportError(f"field {f.id!r} of type {f.type} has no editor")
         editor.setFocusPolicy(Qt.StrongFocus)
@@ -856,14 +856,21 @@ class ReportPanel(QWidget):
 
     def write_signed(self, report: Report, identity) -> Job:
         """The signed SR and PDF into the data folder's reports/, named as `radsight report sign`
-        names them, in a worker; each audited as 'exported' once written, their paths shown."""
+        names them, in a worker, the PDF with the plugins' report figures (growth charts); each
+        audited as 'exported' once written, their paths shown."""
+        from viewer.plugins.report_figures import report_figures
         from viewer.report.export import default_name, write_export
 
         folder = user_data_dir() / "reports"
         targets = {fmt: folder / default_name(report, fmt) for fmt in ("sr", "pdf")}
 
         def work(progress, cancelled):
-            return {fmt: write_export(report, fmt, out, identity) for fmt, out in targets.items()}
+            records = [f.record for f in report.findings if f.include]
+            charts, problems = report_figures(records, folder / f"{targets['pdf'].stem}-figures")
+            for problem in problems:
+                log.warning("report %s: %s", report.key, problem)
+            return {fmt: write_export(report, fmt, out, identity, charts if fmt == "pdf" else ())
+                    for fmt, out in targets.items()}
 
         job = Job(work, "Write the signed SR and PDF")
         job.finished.connect(lambda written: self._signed_written(job, report, written))

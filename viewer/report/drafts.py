@@ -21,12 +21,15 @@ FREE_TEXT = "free_text"
 
 def set_field(report: Report, template: Template, field_id: str, value: Any) -> Report:
     """The reader's value for a field (or the report's free text), confirmed as typed. Changing a
-    prefilled value keeps its provenance with the decision 'edited' ('accepted' if unchanged)."""
+    prefilled value keeps its provenance with the decision 'edited' ('accepted' if unchanged).
+    None or blank text clears a choice, number or date field (see `clear_field`)."""
     if field_id == FREE_TEXT:
         if not isinstance(value, str):
             raise ReportError(f"report {report.key}: free text takes text; got {type(value).__name__}")
         return report.edited(free_text=value)
     field_ = _field(report, template, field_id)
+    if field_.type in ("choice", "number", "date") and (value is None or isinstance(value, str) and not value.strip()):
+        return clear_field(report, template, field_id)
     checked = field_.check(value)
     before = report.values.get(field_id)
     if before is not None and before.provenance.source != "reader":
@@ -34,6 +37,19 @@ def set_field(report: Report, template: Template, field_id: str, value: Any) -> 
     else:
         provenance = Provenance()
     return report.with_value(field_id, FieldValue(checked, field_.unit, provenance, confirmed=True))
+
+
+def clear_field(report: Report, template: Template, field_id: str) -> Report:
+    """The reader removes a field's value. A prefilled one stays as an empty value whose
+    provenance says 'rejected', so the report still shows what the reader turned down."""
+    _field(report, template, field_id)
+    before = report.values.get(field_id)
+    if before is None:
+        return report
+    if before.provenance.source == "reader":
+        return report.without_value(field_id)
+    return report.with_value(field_id, FieldValue(None, before.unit, replace(before.provenance, decision="rejected"),
+                                                  confirmed=True))
 
 
 def _field(report: Report, template: Template, field_id: str):

@@ -137,6 +137,10 @@ class Report:
         self._editable()
         return replace(self, values={**self.values, name: value})
 
+    def without_value(self, name: str) -> "Report":
+        self._editable()
+        return replace(self, values={k: v for k, v in self.values.items() if k != name})
+
     def _editable(self) -> None:
         if self.status == "signed":
             raise ReportError(f"report {self.id} version {self.version} is signed and cannot change; "

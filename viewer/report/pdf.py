@@ -422,7 +422,7 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
     if report.predecessor_id:
         page.paragraph(f"Amendment of report {report.predecessor_id}. Reason: {report.amendment_reason}", size=9.5)
     for name in ("study_date", "exam_date"):
-        if name in report.values:
+        if report.values.get(name) is not None and report.values[name].value is not None:
             page.paragraph(f"Study date: {format_value(report.values[name])}", size=9.5)
             break
     page.paragraph(f"Study UID: {report.study_uid}", size=8, colour=MUTED, after=0.0)
@@ -439,7 +439,8 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
     nodules_drawn = False
     for section, items in layout:
         items = [(name, label) for name, label in items
-                 if name == FINDINGS or (name in report.values and name not in HEADER_FIELDS)]
+                 if name == FINDINGS or (name in report.values and report.values[name].value is not None
+                                         and name not in HEADER_FIELDS)]
         if not items:
             continue
         page.heading(section)

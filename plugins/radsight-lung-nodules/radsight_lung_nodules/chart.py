@@ -161,3 +161,20 @@ def save_chart(track, path: Path | str, title: str = "") -> Path:
     figure = draw_chart(track, title)
     figure.savefig(path, format=path.suffix.lower()[1:], dpi=150)
     return path
+
+
+MAX_REPORT_CHARTS = 4
+
+
+def report_figures(records: list[dict], folder: Path | str) -> list[Path]:
+    """The plugin's `report_figures` contribution: a growth chart of each nodule seen at more
+    than one visit (largest first, at most MAX_REPORT_CHARTS, so the PDF stays readable)."""
+    persisting = [r for r in records if len(r.get("history") or []) > 1]
+    persisting.sort(key=lambda r: -float(r.get("volume_mm3") or 0.0))
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for record in persisting[:MAX_REPORT_CHARTS]:
+        title = f"Nodule {record['id']} ({record.get('type', 'nodule')}), {len(record['history'])} visits"
+        paths.append(save_chart(track_from_record(record), folder / f"growth-{record['id']}.png", title))
+    return paths
