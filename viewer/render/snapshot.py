@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 from viewer.core.volume import Volume
@@ -36,19 +38,42 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
     return render_to_array(scene.renderer, width, height)
 
 
-def render_3d(volume: Volume, preset: str = "ct-bone", labels: Volume | None = None, azimuth: float = 0.0,
-              elevation: float = 0.0, size: tuple[int, int] = (800, 800), clip_box=None) -> np.ndarray:
-    """RGB image of the 3-D view: volume rendering preset, label surfaces, camera turned from the
-    anterior view by `azimuth` (about the patient's long axis) and `elevation` degrees."""
-    from viewer.render.volume_scene import VolumeScene
+class Scene3D:
+    """The 3-D view with everything a teaching picture adds: volume preset, label surfaces,
+    clipping, captions. Built once; `views` renders many camera angles in one offscreen window."""
 
-    scene = VolumeScene(volume, preset)
-    if labels is not None:
-        scene.add_label_surfaces(labels)
-    scene.set_clip_box(clip_box)
-    camera = scene.renderer.GetActiveCamera()
-    camera.Azimuth(azimuth)
-    camera.Elevation(elevation)
-    camera.OrthogonalizeViewUp()
-    scene.renderer.ResetCameraClippingRange()
-    return render_to_array(scene.renderer, *size, before_render=scene.adapt_to)
+    def __init__(self, volume: Volume, preset: str = "ct-bone", labels: Volume | None = None, clip_box=None,
+                 clip_planes=(), annotations=(), font_size: int | None = None):
+        from viewer.render.annotations import AnnotationLayer
+        from viewer.render.volume_scene import VolumeScene
+
+        self.scene = VolumeScene(volume, preset)
+        if labels is not None:
+            self.scene.add_label_surfaces(labels)
+        self.scene.set_clip_box(clip_box)
+        self.scene.set_clip_planes(list(clip_planes))
+        self.captions = AnnotationLayer(self.scene.renderer, list(annotations), font_size) if annotations else None
+
+    def views(self, angles: Iterable[tuple[float, float]], size: tuple[int, int]) -> Iterator[np.ndarray]:
+        """RGB pictures for (azimuth, elevation) pairs in degrees (see VolumeScene.set_view)."""
+        from viewer.render.offscreen_window import OffscreenWindow
+
+        width, height = size
+        with OffscreenWindow(self.scene.renderer, width, height, before_render=self.scene.adapt_to) as window:
+            for azimuth, elevation in angles:
+                self.scene.set_view(azimuth, elevation)
+                if self.captions is not None:
+                    self.captions.place(width, height)
+                yield window.grab()
+
+
+def render_3d(volume: Volume, preset: str = "ct-bone", labels: Volume | None = None, azimuth: float = 0.0,
+              elevation: float = 0.0, size: tuple[int, int] = (800, 800), clip_box=None, *, clip_planes=(),
+              annotations=(), font_size: int | None = None) -> np.ndarray:
+    """RGB image of the 3-D view: volume rendering preset, label surfaces, camera turned from the
+    anterior view by `azimuth` (about the patient's long axis) and `elevation` degrees; clip
+    planes as (origin, normal) pairs keep the side the normal points to; captions
+    (viewer.render.annotations.Annotation) with `font_size` px text (default 1/30 of the height)."""
+    scene = Scene3D(volume, preset, labels, clip_box, clip_planes, annotations, font_size)
+    (rgb,) = scene.views([(azimuth, elevation)], size)
+    return rgb
