@@ -324,6 +324,36 @@ def cmd_report_log(args) -> int:
     return 0
 
 
+def cmd_report_templates_import(args) -> int:
+    from viewer.report.mrrt import import_mrrt
+    from viewer.report.templates import template_dirs
+
+    if not Path(args.file).is_file():
+        raise RadSightError(f"{args.file}: no such template file")
+    template, notes = import_mrrt(args.file, template_dirs()[1], args.id)
+    data = {"id": template.id, "title": template.title, "path": template.path,
+            "sections": len(template.sections), "fields": len(template.fields), "notes": notes}
+
+    def human(d: dict) -> None:
+        print(f"{d['id']}: {d['title']} ({d['fields']} fields in {d['sections']} sections) -> {d['path']}")
+        for note in d["notes"]:
+            print(f"  note: {note}")
+
+    _emit(data, args.json, human)
+    return 0
+
+
+def cmd_report_templates_list(args) -> int:
+    from viewer.report.templates import TEMPLATE_DIR, available_templates
+
+    data = [{"id": t.id, "title": t.title, "version": t.version, "fields": len(t.fields), "path": t.path,
+             "bundled": t.path is not None and Path(t.path).parent == TEMPLATE_DIR}
+            for t in sorted(available_templates().values(), key=lambda t: t.id)]
+    _emit(data, args.json, lambda d: [print(f"{t['id']}  {t['title']} (v{t['version']}, {t['fields']} fields"
+                                            f"{', bundled' if t['bundled'] else ''})") for t in d])
+    return 0
+
+
 def add_report_parser(sub) -> None:
     """The `report` subcommand group of `radsight`."""
     p = sub.add_parser("report", help="structured reports: draft, edit, confirm, sign, amend, verify, export")
@@ -335,6 +365,17 @@ def add_report_parser(sub) -> None:
         c.set_defaults(func=func)
         return c
 
+    t = reports.add_parser("templates", help="report templates: list them, import IHE MRRT (RadReport) templates")
+    templates = t.add_subparsers(dest="templates_command", required=True)
+    c = templates.add_parser("list", help="bundled and user templates")
+    c.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    c.set_defaults(func=cmd_report_templates_list)
+    c = templates.add_parser("import", help="an IHE MRRT template (HTML5, as RSNA RadReport publishes them) "
+                                            "into the user templates folder")
+    c.add_argument("file", help="the MRRT .html file")
+    c.add_argument("--id", help="template id to use (default: mrrt- and the template's identifier)")
+    c.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    c.set_defaults(func=cmd_report_templates_import)
     c = command("draft", cmd_report_draft, "a draft report of a study, prefilled from its stored nodules or analysis")
     c.add_argument("study", help="the study folder (imported into the local index)")
     c.add_argument("--analysis", help="a `radsight analyze --json` output of the study")
