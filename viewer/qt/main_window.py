@@ -37,6 +37,7 @@ SHORTCUTS = [
     ("C", "cine: play / stop"), ("Ctrl+I", "show or hide patient information"),
     ("Ctrl+Shift+O", "open a prior study beside the current one"), ("Ctrl+K", "unlink prior and current; again: link them at the crosshairs"),
     ("Ctrl+R", "report editor: draft, edit, sign and export the open study's report"),
+    ("Ctrl+Shift+C", "consultation mode: full screen for the patient, no patient details unless chosen (Esc leaves)"),
     ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
 
@@ -202,6 +203,8 @@ class MainWindow(QMainWindow):
             volume_menu.addAction(QAction(name, self, triggered=lambda _=False, name=name: self.views["3d"].set_preset(name)))
         self._build_panels_menu(view_menu.addMenu("Plugin panels"))
         view_menu.addAction(QAction("&Report", self, shortcut=QKeySequence("Ctrl+R"), triggered=self.open_report_panel))
+        view_menu.addAction(QAction("&Consultation mode", self, shortcut=QKeySequence("Ctrl+Shift+C"),
+                                    triggered=self.open_consultation))
         tools_menu = self.menuBar().addMenu("&Tools")
         for (kind, title), key in zip(TOOLS, ("Esc", "Ctrl+L", "Ctrl+G", "Ctrl+E", "Ctrl+P")):
             tools_menu.addAction(QAction(title, self, shortcut=QKeySequence(key),
@@ -309,6 +312,12 @@ class MainWindow(QMainWindow):
         # a form needs room; resized once the dock is laid out in its new place
         QTimer.singleShot(0, lambda: self.resizeDocks([self.panel_area, self.overlays_dock], [760, 140], Qt.Vertical))
         return self.report_dock.widget()
+
+    def open_consultation(self):
+        """Full-screen consultation mode for the open study (viewer/qt/consultation.py)."""
+        from viewer.qt.consultation import open_consultation
+
+        return open_consultation(self)
 
     def capture_view(self, name: str) -> np.ndarray | None:
         """What view `name` shows now, as RGB (rows, columns, 3); None when it shows no image."""
