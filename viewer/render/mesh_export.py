@@ -25,6 +25,7 @@ from viewer.render.mesh_writers import write_meshes
 Progress = Callable[[int, int, str], None]
 SEG_NODULE_BASE = 100  # label values given to the pieces of a SEG nodule segment
 DEMO_LABELS_NAME = "labels.nii.gz"
+MAX_LABELS = 1000
 
 
 class LabelSource:
@@ -83,6 +84,10 @@ def read_label_file(path: Path | str, study: Volume | None) -> LabelSource:
         raise RadSightError(f"{path}: voxels of type {voxels.dtype} are not labels")
     if not np.any(labels.voxels):
         raise RadSightError(f"{path}: every voxel is 0 (background); nothing to mesh")
+    values = np.unique(labels.voxels)
+    if values[0] < 0 or len(values) > MAX_LABELS:
+        raise RadSightError(f"{path}: {len(values)} distinct values from {values[0]} to {values[-1]}: an image, not "
+                            f"a label map (labels are 0..N with at most {MAX_LABELS} values); pass the segmentation")
     names = _demo_names(path)
     return LabelSource(labels, names, {v for v, n in names.items() if is_finding_name(n)}, str(path))
 
