@@ -155,8 +155,7 @@ class VolumeScene:
 
     def set_clip_box(self, bounds_lps: tuple[float, float, float, float, float, float] | None) -> None:
         """Clip to an LPS box (xmin, xmax, ymin, ymax, zmin, zmax); None removes the box."""
-        self._clip_box = [] if bounds_lps is None else box_planes(bounds_lps)
-        self._apply_clipping()
+        self._apply_clipping([] if bounds_lps is None else box_planes(bounds_lps), self._clip_planes)
 
     def set_clip_planes(self, planes: list[tuple[tuple[float, float, float], tuple[float, float, float]]]) -> None:
         """Cut along planes given as (origin LPS mm, normal); what lies on the side the normal
@@ -168,15 +167,16 @@ class VolumeScene:
             if n.shape != (3,) or not np.linalg.norm(n) > 1e-9:
                 raise ValueError(f"clip plane normal {tuple(normal)} has no direction; give a non-zero vector")
             checked.append((tuple(float(v) for v in origin), tuple(n / np.linalg.norm(n))))
-        self._clip_planes = checked
-        self._apply_clipping()
+        self._apply_clipping(self._clip_box, checked)
 
-    def _apply_clipping(self) -> None:
-        planes = self._clip_box + self._clip_planes
+    def _apply_clipping(self, box: list | None = None, cuts: list | None = None) -> None:
+        box = self._clip_box if box is None else box
+        cuts = self._clip_planes if cuts is None else cuts
+        planes = box + cuts
         if len(planes) > MAX_CLIPPING_PLANES:
-            raise ValueError(f"{len(planes)} clipping planes (box: {len(self._clip_box)}, planes: "
-                             f"{len(self._clip_planes)}); VTK's volume mappers take at most "
-                             f"{MAX_CLIPPING_PLANES}: use a box or planes, not both")
+            raise ValueError(f"{len(planes)} clipping planes (box: {len(box)}, planes: {len(cuts)}); VTK's "
+                             f"volume mappers take at most {MAX_CLIPPING_PLANES}: use a box or planes, not both")
+        self._clip_box, self._clip_planes = box, cuts
         collection = None
         if planes:
             collection = vtk.vtkPlaneCollection()
