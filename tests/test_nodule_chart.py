@@ -74,7 +74,7 @@ class _BrokenFigure:
     plugin, what = "broken", "report figure 'broken'"
 
     def load(self):
-        def figures(records, folder):
+        def figures(records, folder, audience):
             raise RuntimeError("broke on purpose")
         return figures
 
@@ -97,3 +97,20 @@ def test_report_pdfs_get_a_chart_per_persisting_nodule_through_the_plugin_api(tm
     paths, problems = report_figures([grown], tmp_path / "again")
     assert [p.name for p in paths] == ["growth-N1.png"]
     assert problems == ["plugin broken: report figure 'broken' failed: RuntimeError: broke on purpose"]
+
+
+def test_a_chart_for_the_patient_has_plain_words_and_no_risk_wording(tmp_path):
+    """The report's chart says what the VDT means ("suspicious for malignancy" for fast growth);
+    the one consultation mode shows the patient leaves that to the radiologist."""
+    from viewer.plugins.report_figures import report_figures
+
+    fast = _record([0, 91, 365])  # VDT 200 days: in the suspicious range
+    figure = draw_chart(track_from_record(fast))
+    assert any("suspicious for malignancy" in t.get_text() for t in figure.texts)
+    assert not draw_chart(track_from_record(fast), note=False).texts
+    (report,), _ = report_figures([fast], tmp_path / "report")
+    (patient,), _ = report_figures([fast], tmp_path / "patient", audience="patient")
+    assert imread(report).shape == imread(patient).shape
+    assert abs(imread(report)[..., :3] - imread(patient)[..., :3]).max() > 0.2  # not the same picture
+    with pytest.raises(ValueError, match="report, patient"):
+        report_figures([fast], tmp_path, audience="press")

@@ -343,3 +343,32 @@ def test_a_database_from_before_reports_migrates_in_place(tmp_path):
     with Store(path) as store:
         assert store.report(report.id).values == report.values
         assert [r["action"] for r in store.audit_log(report.id)] == ["created"]
+
+
+def test_a_released_patient_summary_is_kept_for_its_signed_version_only(tmp_path, study):
+    from viewer.report.export import release_summary, summary_name
+    from viewer.report.summary import approve_summary, draft_summary
+
+    with Store(tmp_path / "db.sqlite3") as store:
+        drafts = Drafts(store, user="reader1")
+        draft = drafts.confirm(drafts.create(find_template(LUNG_SCREENING), study["analysis"]).id)
+        signed = store.store_signed(_signed(draft))
+        assert store.approved_summary(signed.id, signed.version) is None
+        with pytest.raises(ReportError, match="not approved"):
+            release_summary(store, signed, draft_summary(signed), tmp_path / "s.txt")
+        approval = approve_summary(draft_summary(signed), approver=signed.signer, text="Edited for the patient.")
+        out = release_summary(store, signed, approval, tmp_path / "reports" / summary_name(signed), user="reader1")
+        assert out.read_text(encoding="utf-8") == "Edited for the patient.\n"
+        kept = store.approved_summary(signed.id, signed.version)
+        assert kept == approval and kept.approver == "Dr Test Reader"
+        assert store.audit_log(report_id=signed.id)[-1]["detail"] == \
+            f"patient summary {out.name}, approved by Dr Test Reader"
+        again = approve_summary(draft_summary(signed), approver=signed.signer, text="Second wording.")
+        release_summary(store, signed, again, out)
+        assert store.approved_summary(signed.id, signed.version).text == "Second wording."
+        amendment = store.amend(signed.id, "typo")
+        with pytest.raises(ReportError, match="belongs to report"):
+            release_summary(store, amendment, again, out)
+        with pytest.raises(ReportError, match="is a draft"):
+            store.save_summary(approve_summary(draft_summary(_signed(amendment)), approver="x"))
+        assert store.approved_summary(amendment.id, amendment.version) is None

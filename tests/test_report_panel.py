@@ -299,7 +299,10 @@ def test_signing_waits_for_every_value_then_freezes_and_the_sr_verifies(window, 
     assert len(shown) == 1 and text.startswith(shown[0]) and text.rstrip().endswith("Your nurse will call you.")
     assert "not a diagnosis" in text and "approved by RadSight Demo Reader" in panel.message.text()
     log = window.store.audit_log(report_id=report.id)
-    assert log[-1]["action"] == "exported" and log[-1]["detail"] == f"patient summary {summary.name}, approved by the reader"
+    assert log[-1]["action"] == "exported"
+    assert log[-1]["detail"] == f"patient summary {summary.name}, approved by RadSight Demo Reader"
+    kept = window.store.approved_summary(report.id, report.version)
+    assert kept.text + "\n" == text and kept.approver == "RadSight Demo Reader"  # what consultation mode shows
 
     amendment = panel.amend("Smoking history added")
     assert amendment.version == 2 and amendment.predecessor_id == report.key

@@ -199,7 +199,7 @@ def _demo_report(study_dir: Path, analysis: dict, key_images: list[Path], charts
     findings, every value confirmed by the demo's synthetic reader (a radiologist reviews each
     one), signed with a demo identity, exported as signed SR and PDF, and the patient summary."""
     from viewer.report.drafts import Drafts, check_ready_to_sign
-    from viewer.report.export import default_name, export_signed
+    from viewer.report.export import default_name, export_signed, release_summary, summary_name
     from viewer.report.identity import DEMO_PASSWORD, create_demo_identity, load_identity
     from viewer.report.model import KeyImage
     from viewer.report.signing import sign_report
@@ -225,9 +225,8 @@ def _demo_report(study_dir: Path, analysis: dict, key_images: list[Path], charts
         signed = store.store_signed(sign_report(report, identity))
         sr = export_signed(store, signed, "sr", folder / default_name(signed, "sr"), identity)
         pdf = export_signed(store, signed, "pdf", folder / default_name(signed, "pdf"), identity, charts)
-    summary = approve_summary(draft_summary(signed), approver="RadSight Demo Reader")
-    summary_path = folder / f"report-{signed.id}-v{signed.version}-patient-summary.txt"
-    summary_path.write_text(summary.text + "\n", encoding="utf-8")
+        summary = approve_summary(draft_summary(signed), approver=signed.signer)
+        summary_path = release_summary(store, signed, summary, folder / summary_name(signed), user="demo-reader")
     return {"id": signed.id, "version": signed.version, "signer": signed.signer, "signed_at": signed.signed_at,
             "findings": sum(1 for f in signed.findings if f.include), "sr": str(sr), "pdf": str(pdf),
             "summary": str(summary_path), "identity": str(p12)}
@@ -641,7 +640,7 @@ def _join_point_values(argv: list[str]) -> list[str]:
     return out
 
 
-POINT_OPTIONS = ("--at",)
+POINT_OPTIONS = ("--at", "--annotate", "--clip-plane", "--clip-box")
 
 
 def main(argv: list[str] | None = None) -> int:

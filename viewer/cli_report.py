@@ -293,10 +293,10 @@ def cmd_report_export(args) -> int:
             text = summary.patient_summary(report)
             data = {**_summary(report), "format": "summary", "text": text, "approved": bool(args.approve)}
             if args.approve:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(text + "\n", encoding="utf-8")
-                store.audit("exported", report, detail=f"patient summary {out.name}, approved by the reader")
-                data["out"] = str(out)
+                from viewer.report.export import release_summary
+
+                approval = summary.approve_summary(summary.draft_summary(report), approver=report.signer)
+                data["out"] = str(release_summary(store, report, approval, out))
             _emit(data, args.json, lambda d: print(d["text"] + ("" if d["approved"] else
                   "\n\n(not released: review the text, then run again with --approve to write it)")))
             return 0

@@ -7,8 +7,9 @@ any of the plugin's code. `Manifest.from_file` checks every field and names the 
 
 A panel declares `area` (left, right, top or bottom; default right) and `show` (true: the viewer
 docks it when its window opens; false, the default: it waits in View > Plugin panels).
-A report figure names fn(records, folder) -> PNG paths: pictures for the report PDF made from
-the report's findings (NODULE dicts), e.g. growth charts.
+A report figure names fn(records, folder, audience) -> PNG paths: pictures made from a report's
+findings (NODULE dicts), e.g. growth charts, for the PDF (audience "report") or for the patient
+in consultation mode ("patient": plain words, no risk wording).
 """
 
 from __future__ import annotations

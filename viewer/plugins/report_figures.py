@@ -9,9 +9,16 @@ from pathlib import Path
 from viewer.core.errors import RadSightError
 
 
-def report_figures(records: list[dict], folder: Path | str) -> tuple[list[Path], list[str]]:
-    """(PNG paths, problems): each `report_figures` contribution called as fn(records, folder)
-    with the report's included findings (DESIGN.md NODULE dicts); one line per failing plugin."""
+AUDIENCES = ("report", "patient")
+
+
+def report_figures(records: list[dict], folder: Path | str, audience: str = "report") -> tuple[list[Path], list[str]]:
+    """(PNG paths, problems): each `report_figures` contribution called as fn(records, folder,
+    audience) with the report's included findings (DESIGN.md NODULE dicts); "report" pictures go
+    into the PDF, "patient" ones are shown to the patient (plain words, no risk wording). One line
+    per failing plugin."""
+    if audience not in AUDIENCES:
+        raise ValueError(f"report figures are for one of {', '.join(AUDIENCES)}; got {audience!r}")
     from viewer.plugins import PluginError, contributions
 
     folder = Path(folder)
@@ -19,7 +26,7 @@ def report_figures(records: list[dict], folder: Path | str) -> tuple[list[Path],
     problems: list[str] = []
     for figure in contributions("report_figures"):
         try:
-            made = [Path(p) for p in figure.load()(list(records), folder)]
+            made = [Path(p) for p in figure.load()(list(records), folder, audience)]
             missing = [str(p) for p in made if not p.is_file()]
             if missing:
                 raise RadSightError(f"returned pictures that do not exist: {', '.join(missing)}")

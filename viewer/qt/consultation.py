@@ -73,7 +73,7 @@ def growth_chart(record: dict):
     if visits < 2:
         return None, ONE_SCAN
     with tempfile.TemporaryDirectory(prefix="radsight-consult-") as folder:
-        paths, problems = report_figures([record], Path(folder))
+        paths, problems = report_figures([record], Path(folder), audience="patient")
         if not paths:
             return None, problems[0] if problems else ONE_SCAN
         rgba = imread(paths[0])
@@ -122,10 +122,8 @@ class ConsultationWindow(QWidget):
 
     closed = Signal()
 
-    def __init__(self, state, store, reports_dir=None):
+    def __init__(self, state, store):
         super().__init__(None)
-        from viewer.core.paths import user_data_dir
-
         self.setObjectName("consultation")
         self.setWindowTitle(TITLE)
         self.setAttribute(Qt.WA_StyledBackground, True)
@@ -139,8 +137,7 @@ class ConsultationWindow(QWidget):
         self.report = latest_signed(store, report) if report is not None else None
         self.findings, self.pending = (consultation_findings(store, state.series_key, self.report)
                                        if store is not None else ([], 0))
-        self.summary = approved_summary(store, report, reports_dir or user_data_dir() / "reports") \
-            if store is not None else None
+        self.summary = approved_summary(store, report) if store is not None else None
         self.masks = {f.nodule_id: store.nodule_mask(f.nodule_id) for f in self.findings if f.nodule_id}
         self.anatomy = self._anatomy()
         self.index = 0

@@ -936,26 +936,22 @@ class ReportPanel(QWidget):
         return dialog
 
     def approve_summary(self, text: str | None = None) -> Path | None:
-        """Approve the drafted summary (as edited) in the signer's name and write it as a .txt next
-        to the signed PDF; audited as 'exported'."""
-        from viewer.report.export import default_name
+        """Approve the drafted summary (as edited) in the signer's name and release it: a .txt next
+        to the signed PDF and the approval in the store (viewer.report.export.release_summary)."""
+        from viewer.report.export import release_summary, summary_name
         from viewer.report.summary import approve_summary, draft_summary
 
         report = self.report
         if report is None or report.status != "signed":
             self._error("The patient summary is made from signed findings only: sign the report first")
             return None
-        pdf = user_data_dir() / "reports" / default_name(report, "pdf")   # where write_signed put it
-        out = pdf.with_name(f"{pdf.stem}-summary.txt")
+        out = user_data_dir() / "reports" / summary_name(report)   # next to the PDF write_signed wrote
         try:
             summary = self.summary
             if summary is None or (summary.report_id, summary.report_version) != (report.id, report.version):
                 summary = draft_summary(report)
             approved = approve_summary(summary, approver=report.signer, text=text)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(approved.text + "\n", encoding="utf-8")
-            self.store.audit("exported", report, detail=f"patient summary {out.name}, approved by the reader",
-                             user=self.user)
+            release_summary(self.store, report, approved, out, user=self.user)
         except (RadSightError, OSError) as exc:
             self._error(f"The patient summary was not written to {out}: {exc}")
             return None

@@ -94,36 +94,14 @@ def _finding(record: dict, nodule_id: str | None, n: int) -> ConsultFinding:
     return ConsultFinding(label, dict(record), nodule_id, caption(record))
 
 
-def summary_file_name(report: Report) -> str:
-    """The file the Report panel writes an approved summary to, next to the signed PDF
-    (viewer.qt.report_panel approve_summary; viewer.report.export.default_name)."""
-    from viewer.report.export import default_name
-
-    return default_name(report, "pdf").removesuffix(".pdf") + "-summary.txt"
-
-
-def approved_summary(store, report: Report | None, reports_dir) -> SummaryApproval | None:
+def approved_summary(store, report: Report | None) -> SummaryApproval | None:
     """The summary approved for this signed version, or None (no report, not signed, an
-    amendment being written, or never approved). Approval is the store's audit row written when
-    the reader approved it ("patient summary NAME, approved by the reader"), and the text is the
-    file it names in `reports_dir`; a file without that row is not taken as approved."""
-    from pathlib import Path
-
+    amendment being written, or never approved): the approval the store keeps when the
+    radiologist releases it (viewer.report.export.release_summary)."""
     if report is None or report.status != "signed":
         return None
-    name = summary_file_name(report)
-    rows = [r for r in store.audit_log(report_id=report.id)
-            if r["report_version"] == report.version and r["action"] == "exported"
-            and r["detail"].startswith(f"patient summary {name}, approved")]
-    path = Path(reports_dir) / name
-    if not rows or not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8").strip()
-    if not text:
-        return None
-    return SummaryApproval(report.id, report.version, text, approved=True, approver=report.signer,
-                           approved_at=rows[-1]["at"])
+    return store.approved_summary(report.id, report.version)
 
 
 __all__ = ["NO_SUMMARY", "ConsultFinding", "approved_summary", "caption", "consultation_findings",
-           "latest_report", "latest_signed", "summary_file_name"]
+           "latest_report", "latest_signed"]

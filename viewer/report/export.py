@@ -59,3 +59,26 @@ def export_signed(store, report: Report, fmt: str, out: Path | str, identity, ch
 
 
 __all__ = ["FORMATS", "audit_export", "default_name", "export_signed", "pdf_sections", "write_export"]
+
+
+def summary_name(report: Report) -> str:
+    """The file an approved patient summary is written to, next to the signed PDF."""
+    return default_name(report, "pdf").removesuffix(".pdf") + "-summary.txt"
+
+
+def release_summary(store, report: Report, approval, out: Path | str, user: str | None = None) -> Path:
+    """Release an approved patient summary (viewer.report.summary.SummaryApproval) of a signed
+    version: its text written to `out` and the approval kept in the store, audited, which is what
+    consultation mode reads. The Report panel, `radsight report export --format summary
+    --approve` and the demo all release summaries this way."""
+    if not approval.approved:
+        raise ReportError(f"the patient summary of report {report.key} is not approved: the radiologist "
+                          "approves it before it is released")
+    if (approval.report_id, approval.report_version) != (report.id, report.version):
+        raise ReportError(f"the patient summary belongs to report {approval.report_id}/v{approval.report_version}, "
+                          f"not {report.key}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(approval.text + "\n", encoding="utf-8")
+    store.save_summary(approval, user=user, detail=f"patient summary {out.name}, approved by {approval.approver}")
+    return out

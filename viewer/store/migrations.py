@@ -149,3 +149,18 @@ MIGRATIONS.append(
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """
 )
+
+MIGRATIONS.append(
+    # 6: patient summaries released by the radiologist, one per signed report version (the text as
+    # approved, who approved it and when); what consultation mode may show the patient.
+    """
+    CREATE TABLE patient_summaries (
+        report_id TEXT NOT NULL,
+        report_version INTEGER NOT NULL,
+        json TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        PRIMARY KEY (report_id, report_version),
+        FOREIGN KEY (report_id, report_version) REFERENCES reports(id, version)
+    );
+    """
+)

@@ -1,4 +1,5 @@
-"""Reports and the audit log in the local database (migration 5), as methods of Store.
+"""Reports, approved patient summaries and the audit log in the local database (migrations 5
+and 6), as methods of Store.
 
 Every save is one committed transaction (the database is in WAL mode with synchronous=FULL), so a
 draft survives the process being killed at any moment after a save returns. A signed version is
@@ -147,6 +148,30 @@ class ReportStore:
                              json.dumps(amendment.to_json(), sort_keys=True), amendment.predecessor_id))
             self._audit("amended", amendment.id, amendment.version, amendment.study_uid, f"amends {latest.key}", user)
         return amendment
+
+    def save_summary(self, summary, user: str | None = None, detail: str = "") -> None:
+        """Keep an approved patient summary (viewer.report.summary.SummaryApproval) of a signed
+        version; a later approval of the same version replaces the text. Audited as 'exported'."""
+        if not summary.approved:
+            raise ReportError(f"the patient summary of report {summary.report_id} is not approved: "
+                              "only an approved summary is kept for the patient")
+        report = self.report(summary.report_id, summary.report_version)
+        if report.status != "signed":
+            raise ReportError(f"report {report.key} is a draft: the patient summary is made from signed findings only")
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO patient_summaries(report_id, report_version, json, approved_at) "
+                            "VALUES (?, ?, ?, ?)", (summary.report_id, summary.report_version,
+                                                    json.dumps(summary.to_json(), sort_keys=True), summary.approved_at))
+            self._audit("exported", report.id, report.version, report.study_uid,
+                        detail or f"patient summary approved by {summary.approver}", user)
+
+    def approved_summary(self, report_id: str, version: int):
+        """The approved patient summary of a report version, or None."""
+        from viewer.report.summary import SummaryApproval
+
+        row = self.db.execute("SELECT json FROM patient_summaries WHERE report_id = ? AND report_version = ?",
+                              (report_id, version)).fetchone()
+        return None if row is None else SummaryApproval.from_json(json.loads(row[0]))
 
     def audit(self, action: str, report: Report | None = None, *, study_uid: str | None = None, detail: str = "",
               user: str | None = None) -> None:

@@ -119,8 +119,9 @@ def vdt_text(points: list[TimePoint]) -> str:
             f"Overall, first to last of {len(points)} time points: {_vdt_between(points[0], b)}")
 
 
-def draw_chart(track, title: str = "", figure: Figure | None = None) -> Figure:
-    """Volume (left axis) and mean diameter (right axis) over time, the VDT in the title."""
+def draw_chart(track, title: str = "", figure: Figure | None = None, note: bool = True) -> Figure:
+    """Volume (left axis) and mean diameter (right axis) over time, the VDT and its assessment in a
+    footnote (`note`; left out of charts shown to patients, whose radiologist explains it)."""
     points = time_points(track) if not (track and isinstance(track[0], TimePoint)) else list(track)
     figure = figure or Figure(figsize=(5.0, 3.2), dpi=100)
     figure.clear()
@@ -146,19 +147,22 @@ def draw_chart(track, title: str = "", figure: Figure | None = None) -> Figure:
         figure.autofmt_xdate()
     if title:
         ax.set_title(title, fontsize=10)
-    note = "\n".join(textwrap.fill(line, 86) for line in vdt_text(points).splitlines())
-    figure.text(0.01, 0.01, note, fontsize=7, va="bottom")
     ax.grid(True, alpha=0.3)
-    figure.tight_layout(rect=(0, 0.02 + 0.037 * (note.count("\n") + 1), 1, 1))
+    if not note:
+        figure.tight_layout()
+        return figure
+    text = "\n".join(textwrap.fill(line, 86) for line in vdt_text(points).splitlines())
+    figure.text(0.01, 0.01, text, fontsize=7, va="bottom")
+    figure.tight_layout(rect=(0, 0.02 + 0.037 * (text.count("\n") + 1), 1, 1))
     return figure
 
 
-def save_chart(track, path: Path | str, title: str = "") -> Path:
+def save_chart(track, path: Path | str, title: str = "", note: bool = True) -> Path:
     """Write the chart as PNG or SVG, chosen by the file's suffix."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise ValueError(f"cannot write a growth chart as {path.name}: the name must end in .png or .svg")
-    figure = draw_chart(track, title)
+    figure = draw_chart(track, title, note=note)
     figure.savefig(path, format=path.suffix.lower()[1:], dpi=150)
     return path
 
@@ -166,15 +170,20 @@ def save_chart(track, path: Path | str, title: str = "") -> Path:
 MAX_REPORT_CHARTS = 4
 
 
-def report_figures(records: list[dict], folder: Path | str) -> list[Path]:
+def report_figures(records: list[dict], folder: Path | str, audience: str = "report") -> list[Path]:
     """The plugin's `report_figures` contribution: a growth chart of each nodule seen at more
-    than one visit (largest first, at most MAX_REPORT_CHARTS, so the PDF stays readable)."""
+    than one visit (largest first, at most MAX_REPORT_CHARTS, so the PDF stays readable). For
+    the "patient" audience the chart has plain titles and no VDT assessment."""
     persisting = [r for r in records if len(r.get("history") or []) > 1]
     persisting.sort(key=lambda r: -float(r.get("volume_mm3") or 0.0))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for record in persisting[:MAX_REPORT_CHARTS]:
-        title = f"Nodule {record['id']} ({record.get('type', 'nodule')}), {len(record['history'])} visits"
-        paths.append(save_chart(track_from_record(record), folder / f"growth-{record['id']}.png", title))
+        visits = len(record["history"])
+        patient = audience == "patient"
+        title = (f"Size of the spot over {visits} scans" if patient
+                 else f"Nodule {record['id']} ({record.get('type', 'nodule')}), {visits} visits")
+        paths.append(save_chart(track_from_record(record), folder / f"growth-{record['id']}.png", title,
+                                note=not patient))
     return paths
