@@ -37,6 +37,9 @@ SHORTCUTS = [
     ("C", "cine: play / stop"), ("Ctrl+I", "show or hide patient information"),
     ("Ctrl+Shift+O", "open a prior study beside the current one"), ("Ctrl+K", "unlink prior and current; again: link them at the crosshairs"),
     ("Ctrl+R", "report editor: draft, edit, sign and export the open study's report"),
+    ("Ctrl+Shift+M", "export the 3-D model: STL per label, OBJ+MTL, PLY, GLB (nodules as their own parts)"),
+    ("Ctrl+Shift+T", "export a turntable of the 3-D view (GIF or MP4)"),
+    ("Ctrl+Shift+S", "high-resolution snapshot of the 3-D view (PNG)"),
     ("Ctrl+Shift+C", "consultation mode: full screen for the patient, no patient details unless chosen (Esc leaves)"),
     ("Esc", "cancel the measurement, then leave the tool"), ("Delete", "delete the selected measurement"),
 ] + [(p.key, f"window preset: {p.name} (W {p.width:g} / L {p.level:g})") for p in window_presets()]
@@ -177,6 +180,14 @@ class MainWindow(QMainWindow):
         file_menu.addAction(open_action)
         file_menu.addAction(QAction("Open &prior study for comparison...", self, shortcut=QKeySequence("Ctrl+Shift+O"),
                                     triggered=self.choose_prior_folder))
+        file_menu.addSeparator()
+        file_menu.addAction(QAction("Export 3D &model...", self, shortcut=QKeySequence("Ctrl+Shift+M"),
+                                    triggered=self.export_mesh))
+        file_menu.addAction(QAction("Export &turntable...", self, shortcut=QKeySequence("Ctrl+Shift+T"),
+                                    triggered=lambda: self.export_render("turntable")))
+        file_menu.addAction(QAction("High-resolution &snapshot...", self, shortcut=QKeySequence("Ctrl+Shift+S"),
+                                    triggered=lambda: self.export_render("snapshot")))
+        file_menu.addSeparator()
         file_menu.addAction(QAction("&Quit", self, shortcut=QKeySequence.Quit, triggered=self.close))
         view_menu = self.menuBar().addMenu("&View")
         for n, name in enumerate(LAYOUTS, 1):
@@ -318,6 +329,18 @@ class MainWindow(QMainWindow):
         from viewer.qt.consultation import open_consultation
 
         return open_consultation(self)
+
+    def export_mesh(self):
+        """File > Export 3D model (viewer/qt/export_dialogs.py)."""
+        from viewer.qt.export_dialogs import open_mesh_export
+
+        return open_mesh_export(self)
+
+    def export_render(self, mode: str):
+        """File > Export turntable ("turntable") or High-resolution snapshot ("snapshot")."""
+        from viewer.qt.export_dialogs import open_render_export
+
+        return open_render_export(self, mode)
 
     def capture_view(self, name: str) -> np.ndarray | None:
         """What view `name` shows now, as RGB (rows, columns, 3); None when it shows no image."""
