@@ -260,11 +260,12 @@ def test_turntable_cancel_leaves_no_file_and_snapshot_has_its_size(window, qtbot
     assert list((tmp_path / "cancel").iterdir()) == []
     assert "cancelled" in dialog.message.text()
 
+    window.views["3d"].scene.set_view(90.0, 20.0)  # the 3-D view turned to look from the patient's left
     snap = window.export_render("snapshot")
+    assert (snap.azimuth.value(), snap.elevation.value()) == pytest.approx((90.0, 20.0), abs=0.1)
     assert not snap.frames.isVisible()  # no animation options for a still
     snap.width_px.setValue(300)
     snap.height_px.setValue(200)
-    snap.azimuth.setValue(90.0)
     png = tmp_path / "snap" / "hires.png"
     snap.out.setText(str(png))
     snap.run_button.click()
@@ -274,6 +275,15 @@ def test_turntable_cancel_leaves_no_file_and_snapshot_has_its_size(window, qtbot
     background = np.array([0.05, 0.05, 0.08]) * 255
     assert (np.abs(picture[..., :3].astype(float) - background).sum(axis=2) > 30).mean() > 0.02  # the body is drawn
     assert str(png) in snap.message.text()
+    # the still is the 3-D view's picture from where the view looked (same renderer as
+    # `radsight render --view 3d --azimuth 90 --elevation 20`), not the default anterior one
+    from viewer.render.snapshot import render_3d
+
+    volume = window.state.volume
+    same = render_3d(volume, "ct-bone", azimuth=90.0, elevation=20.0, size=(300, 200))
+    front = render_3d(volume, "ct-bone", azimuth=0.0, elevation=0.0, size=(300, 200))
+    error = np.abs(picture[..., :3].astype(float) - same).mean()
+    assert error < 2.0 < np.abs(picture[..., :3].astype(float) - front).mean()
 
 
 def test_export_shortcuts_are_listed_and_bound(window):

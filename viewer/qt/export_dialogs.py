@@ -445,6 +445,21 @@ def shown_labels(state):
     return None, {}
 
 
+def camera_angles(camera) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees of a vtkCamera looking at its focal point, in the terms of
+    VolumeScene.set_view (from the anterior home view, about the patient's S-I axis; +90 looks
+    from the patient's left): so a snapshot or turntable starts where the 3-D view looks.
+    Zoom, pan and roll are not carried over."""
+    offset = np.subtract(camera.GetPosition(), camera.GetFocalPoint())
+    norm = float(np.linalg.norm(offset))
+    if norm < 1e-9:
+        return 0.0, 0.0
+    x, y, z = offset / norm
+    elevation = float(np.degrees(np.arcsin(np.clip(z, -1.0, 1.0))))
+    azimuth = float(np.degrees(np.arctan2(x, -y))) if np.hypot(x, y) > 1e-9 else 0.0
+    return azimuth, float(np.clip(elevation, -89.0, 89.0))
+
+
 class RenderExportDialog(_JobDialog):
     """File > Export turntable (GIF/MP4) or High-resolution snapshot (PNG) of the 3-D view:
     volume preset, camera, size, label surfaces and captions, as `radsight render --view 3d`."""
@@ -462,8 +477,10 @@ class RenderExportDialog(_JobDialog):
         self.preset = QComboBox()
         self.preset.addItems(list(VOLUME_PRESETS))
         self.preset.setCurrentText(getattr(window.views.get("3d"), "preset", "ct-bone"))
-        self.azimuth = self._angle(-360, 360, 0.0)
-        self.elevation = self._angle(-89, 89, 0.0)
+        scene = getattr(window.views.get("3d"), "scene", None)
+        azimuth, elevation = camera_angles(scene.renderer.GetActiveCamera()) if scene is not None else (0.0, 0.0)
+        self.azimuth = self._angle(-360, 360, round(azimuth, 1))
+        self.elevation = self._angle(-89, 89, round(elevation, 1))
         self.width_px, self.height_px = (self._pixels(MAX_SIDE_PX, 512 if mode == "turntable" else 2048)
                                          for _ in range(2))
         size_row = QHBoxLayout()
