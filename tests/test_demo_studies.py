@@ -62,7 +62,8 @@ def test_demo_command_analyses_every_visit_and_lists_outputs(tmp_path):
     centring)."""
     env = dict(os.environ, RADSIGHT_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.run([sys.executable, "-m", "viewer.cli", "demo", "--preset", "small", "--out", str(tmp_path / "d"),
-                           "--no-gui", "--json", "--quiet"], capture_output=True, text=True, timeout=900, env=env)
+                           "--no-gui", "--teaching", "--json", "--quiet"], capture_output=True, text=True, timeout=900,
+                          env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert len(data["studies"]) == 3
@@ -153,4 +154,30 @@ def test_demo_command_analyses_every_visit_and_lists_outputs(tmp_path):
     assert sr["valid"] and pdf["valid"], (sr, pdf)
     sr_ds = pydicom.dcmread(report["sr"])
     assert sr_ds.VerificationFlag == "VERIFIED" and sr_ds.StudyInstanceUID == data["series"][-1]["study_uid"]
-    assert "not a diagnosis" in open(report["summary"], encoding="utf-8").read().lower()
+    summary = open(report["summary"], encoding="utf-8").read()
+    assert "not a diagnosis" in summary.lower()
+    os.environ["RADSIGHT_DATA_DIR"] = env["RADSIGHT_DATA_DIR"]
+    try:
+        with Store() as store:  # released as the Report panel releases it: what consultation mode shows
+            assert store.approved_summary(report["id"], report["version"]).text + "\n" == summary
+    finally:
+        os.environ["RADSIGHT_DATA_DIR"] = before
+
+    # --teaching: the latest visit as a bio-model (one GLB, an STL per part; every detected nodule
+    # its own watertight part holding its mask's volume) and a 24-frame turntable.
+    import imageio.v3 as iio
+    import trimesh
+
+    bio = data["bio_model"]
+    parts = {m["name"]: m for m in bio["labels"]}
+    assert {f"nodule {n['id']}" for n in present} <= set(parts), sorted(parts)
+    assert {"left lung", "right lung", "bone"} <= set(parts)
+    for name, part in parts.items():
+        assert part["watertight"], (name, part["problems"])
+        assert abs(part["volume_difference_pct"]) < 5.0, (name, part)
+    glb = next(f for f in data["outputs"]["meshes"] if f.endswith(".glb"))
+    scene = trimesh.load(glb)
+    assert len(scene.geometry) == len(parts)
+    stl = next(f for f in data["outputs"]["meshes"] if f.endswith(".stl") and "nodule" in f)
+    assert trimesh.load(stl).is_watertight
+    assert iio.improps(data["outputs"]["turntable"], index=None).shape[0] == bio["frames"] == 24

@@ -126,6 +126,9 @@ def cmd_demo(args) -> int:
         outputs["heatmaps"] = [h["path"] for h in heatmaps]
     if charts:
         outputs["charts"] = [str(p) for p in charts]
+    bio_model = _demo_bio_model(latest.study_dir, volume, largest, out / "models3d") if args.teaching else None
+    if bio_model:
+        outputs.update(meshes=bio_model["files"], turntable=bio_model["turntable"])
     report = _demo_report(latest.study_dir, analysis, snapshots[:1], charts, out / "reports") if analysis else None
     if report:
         outputs.update(sr=report["sr"], pdf=report["pdf"], summary=report["summary"])
@@ -139,6 +142,7 @@ def cmd_demo(args) -> int:
                       "nodules": sum(1 for n in a["nodules"] if n.get("present", True))} for a in analyses],
         "outputs": outputs,
         "explanations": heatmaps,
+        "bio_model": {k: bio_model[k] for k in ("labels_source", "labels", "turntable", "frames")} if bio_model else None,
         "report": report,
         "series": [s for study in studies for s in study["series"]],
         **({"analysis_errors": errors} if errors else {}),
@@ -169,6 +173,14 @@ def cmd_demo(args) -> int:
                 print(f"  {h['nodule']}: {h['description']}: {h['path']}")
         for c in d["outputs"].get("charts", []):
             print(f"Growth chart: {c}")
+        b = d["bio_model"] or {"labels": []}
+        if d["bio_model"]:
+            print(f"3-D bio-model ({b['labels_source']}): {len(b['labels'])} parts as GLB and STL in "
+                  f"{Path(d['outputs']['meshes'][0]).parent}; turntable ({b['frames']} frames): {b['turntable']}")
+        for m in b["labels"]:
+            state = "watertight" if m.get("watertight") else "NOT watertight: " + "; ".join(m.get("problems", []))
+            print(f"  {m['name']}: {m.get('triangles')} triangles, {m.get('volume_mm3', 0):.0f} mm3 "
+                  f"({m.get('volume_difference_pct') or 0:+.2f}% of the mask), {state}")
         if d.get("report"):
             r = d["report"]
             print(f"Signed report {r['id']} v{r['version']} by {r['signer']} (demo identity {r['identity']}):")
@@ -316,6 +328,26 @@ def _demo_charts(nodules: list[dict], folder: Path) -> list[Path]:
     for problem in problems:
         print(f"radsight demo: {problem}", file=sys.stderr)
     return paths
+
+
+def _demo_bio_model(study_dir: Path, volume, largest: dict | None, folder: Path) -> dict:
+    """For educators: the latest visit as a 3-D bio-model (one GLB with named, coloured parts and
+    an STL per part for printing; the stored nodules as highlighted parts) and a turntable GIF
+    with the largest nodule captioned; mesh statistics per part."""
+    from viewer.render.annotations import Annotation
+    from viewer.render.mesh_export import export_meshes, study_labels
+    from viewer.render.snapshot import Scene3D
+    from viewer.render.turntable import render_turntable
+    from viewer.store import Store
+
+    with Store() as store:
+        source, _ = study_labels(study_dir, store=store)
+    meshes = export_meshes(source, folder, ["glb", "stl"], quality="standard")
+    captions = [Annotation(tuple(largest["centre_lps_mm"]), f"nodule {largest['id']}")] if largest else []
+    scene = Scene3D(volume, "ct-bone", source.labels, annotations=captions)
+    turntable = render_turntable(scene, folder / "turntable.gif", frames=24, fps=12.0, elevation=10.0, size=(360, 360))
+    return {"files": meshes["files"], "labels": meshes["labels"], "labels_source": meshes["labels_source"],
+            "turntable": str(turntable.out), "frames": turntable.frames}
 
 
 def _nodule_lines(nodules: list[dict]) -> list[str]:
@@ -541,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the demo studies (default: the user data folder)")
     p.add_argument("--preset", default="demo", choices=["demo", "small"])
     p.add_argument("--no-gui", action="store_true", help="write outputs and print where; open no window")
+    p.add_argument("--teaching", action="store_true",
+                   help="also the latest visit as a 3-D bio-model (GLB, STL per part) and a turntable GIF "
+                        "(a few more minutes on a CPU)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
