@@ -69,7 +69,26 @@ setup_venv() {
     echo "$want" > "$stamp"
 }
 
+# The Khronos glTF validator (npm registry), run by the GLB export test; optional for the viewer.
+# Node and npm come from Debian only when there is no npm yet (a NodeSource node has its own).
+install_gltf_validator() {
+    [ "$(id -u)" -eq 0 ] || { command -v npm >/dev/null 2>&1 && [ -d "$(npm root -g)/gltf-validator" ] || \
+        say "the Khronos glTF validator needs root to install (npm install -g gltf-validator): its test will be skipped"; return 0; }
+    if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        say "installing node and npm for the glTF validator"
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 || \
+            { env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+              env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1; } || true
+    fi
+    command -v npm >/dev/null 2>&1 || { say "no npm: the glTF validator test will be skipped"; return 0; }
+    [ -d "$(npm root -g 2>/dev/null)/gltf-validator" ] && return 0
+    say "installing the Khronos glTF validator (npm)"
+    npm install -g --silent --no-fund --no-audit gltf-validator >/dev/null 2>&1 || \
+        say "could not install gltf-validator from npm: the GLB validator test will be skipped"
+}
+
 install_system_packages
+install_gltf_validator
 setup_venv
 
 case "$MODE" in
