@@ -90,22 +90,9 @@ def _swatch(color) -> QIcon:
 
 
 def _start_job(window, fn, name: str, on_done, on_failed, on_progress=None) -> Job:
-    """A Job shown in the window's status bar (progress, its Cancel button) and waited for when the
-    window closes, like MainWindow.run_job, but whose errors go to `on_failed` (the dialog says
-    them) instead of a modal box."""
-    job = Job(fn, name)
-    job.progress.connect(window._job_progress)
-    if on_progress is not None:
-        job.progress.connect(on_progress)
-    job.finished.connect(lambda result: (window._job_done(job), on_done(result)))
-    job.failed.connect(lambda message: (window._job_done(job), on_failed(message)))
-    window.jobs.append(job)
-    window.progress.setRange(0, 0)
-    window.progress.show()
-    window.cancel_button.show()
-    window.statusBar().showMessage(name + "...")
-    job.start()
-    return job
+    """MainWindow.run_job with the errors going to `on_failed` (the dialog says them) instead of
+    a modal box."""
+    return window.run_job(fn, name, on_done, on_failed=on_failed, on_progress=on_progress)
 
 
 class _JobDialog(QDialog):

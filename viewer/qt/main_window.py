@@ -518,11 +518,15 @@ class MainWindow(QMainWindow):
         if self.store is not None and key:
             self.prior_state.set_study_info(self.store.study_for_series(key))
 
-    def run_job(self, fn, name: str, on_done) -> Job:
+    def run_job(self, fn, name: str, on_done, on_failed=None, on_progress=None) -> Job:
+        """`fn(progress, cancelled)` in a background Job shown in the status bar (progress, Cancel)
+        and waited for on close; errors go to `on_failed(message)` (default: a message box)."""
         job = Job(fn, name)
         job.progress.connect(self._job_progress)
+        if on_progress is not None:
+            job.progress.connect(on_progress)
         job.finished.connect(lambda result: (self._job_done(job), on_done(result)))
-        job.failed.connect(lambda message: (self._job_done(job), self._job_failed(name, message)))
+        job.failed.connect(lambda message: (self._job_done(job), (on_failed or (lambda m: self._job_failed(name, m)))(message)))
         self.jobs.append(job)
         self.progress.setRange(0, 0)
         self.progress.show()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from viewer.report.model import Report, ReportError
+from viewer.report.summary import check_released
 from viewer.report.templates import Template, find_template
 
 FORMATS = {"sr": "-sr.dcm", "pdf": ".pdf"}
@@ -71,12 +72,7 @@ def release_summary(store, report: Report, approval, out: Path | str, user: str 
     version: its text written to `out` and the approval kept in the store, audited, which is what
     consultation mode reads. The Report panel, `radsight report export --format summary
     --approve` and the demo all release summaries this way."""
-    if not approval.approved:
-        raise ReportError(f"the patient summary of report {report.key} is not approved: the radiologist "
-                          "approves it before it is released")
-    if (approval.report_id, approval.report_version) != (report.id, report.version):
-        raise ReportError(f"the patient summary belongs to report {approval.report_id}/v{approval.report_version}, "
-                          f"not {report.key}")
+    check_released(approval, report)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(approval.text + "\n", encoding="utf-8")

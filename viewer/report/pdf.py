@@ -28,7 +28,7 @@ from matplotlib.textpath import TextToPath
 
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
 from viewer.report.pdf_signature import sign_pdf_bytes
-from viewer.report.summary import SummaryApproval, nodule_side
+from viewer.report.summary import SummaryApproval, check_released, nodule_side
 from viewer.report.templates import find_template
 
 PAGE_W, PAGE_H = 8.27, 11.69            # A4 in inches
@@ -395,12 +395,7 @@ def _check_inputs(report: Report, identity: Any, summary: SummaryApproval | None
             raise ReportError(f"report {report.id} version {report.version} was signed by {report.signer!r} "
                               f"but the PDF would be signed by {name!r}: use the same identity")
     if summary is not None:
-        if not summary.approved:
-            raise ReportError(f"the patient summary of report {summary.report_id} is not approved by the "
-                              "radiologist yet: approve it before it goes into the PDF")
-        if (summary.report_id, summary.report_version) != (report.id, report.version):
-            raise ReportError(f"the patient summary is for report {summary.report_id} version "
-                              f"{summary.report_version}, not {report.id} version {report.version}")
+        check_released(summary, report)
     for path in pictures:
         if not Path(path).is_file():
             raise ReportError(f"picture {path} for report {report.id} does not exist")

@@ -230,6 +230,17 @@ class SummaryApproval:
             raise ReportError(f"patient summary JSON is incomplete or has an unknown field: {exc}") from None
 
 
+def check_released(summary: SummaryApproval, report: Report) -> None:
+    """ReportError unless `summary` is approved and belongs to this version of the report: only
+    then may it go into the PDF or to the patient."""
+    if not summary.approved:
+        raise ReportError(f"the patient summary of report {report.key} is not approved by the radiologist yet: "
+                          "approve it before it is released")
+    if (summary.report_id, summary.report_version) != (report.id, report.version):
+        raise ReportError(f"the patient summary belongs to report {summary.report_id}/v{summary.report_version}, "
+                          f"not {report.key}")
+
+
 def draft_summary(report: Report) -> SummaryApproval:
     """A summary waiting for the radiologist's approval."""
     return SummaryApproval(report.id, report.version, patient_summary(report))
