@@ -15,33 +15,16 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import vtk  # noqa: E402
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 
 def render_to_array(renderer: vtk.vtkRenderer, width: int, height: int, before_render=None) -> np.ndarray:
     """Render one renderer into an offscreen window; RGB uint8, row 0 at the top.
 
     `before_render(window)` may adapt the scene to the window (e.g. pick a ray caster)."""
-    window = vtk.vtkRenderWindow()
-    window.SetOffScreenRendering(1)
-    window.SetSize(int(width), int(height))
-    window.AddRenderer(renderer)
-    try:
-        if before_render is not None:
-            before_render(window)
-        window.Render()
-        grab = vtk.vtkWindowToImageFilter()
-        grab.SetInput(window)
-        grab.SetInputBufferTypeToRGB()
-        grab.ReadFrontBufferOff()
-        grab.Update()
-        image = grab.GetOutput()
-        w, h, _ = image.GetDimensions()
-        rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 3)[::-1].copy()
-    finally:
-        window.RemoveRenderer(renderer)
-        window.Finalize()
-    return rgb
+    from viewer.render.offscreen_window import OffscreenWindow
+
+    with OffscreenWindow(renderer, width, height, before_render) as window:
+        return window.grab()
 
 
 def write_png(rgb: np.ndarray, path: Path | str) -> Path:
