@@ -21,7 +21,8 @@ def add_mesh_parser(sub) -> None:
     p.add_argument("--labels", help="label map (NIfTI, NRRD) or DICOM SEG to mesh instead of the study's stored "
                                     "segmentation")
     p.add_argument("--quality", choices=QUALITIES, default="standard",
-                   help="draft: 80%% fewer triangles; standard: 50%% fewer; fine: every triangle, gentlest smoothing")
+                   help="draft: up to 80%% fewer triangles; standard: up to 50%% fewer (less where decimating "
+                        "would break the closed surface); fine: every triangle, gentlest smoothing")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=cmd_export_mesh)

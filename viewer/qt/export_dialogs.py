@@ -28,7 +28,7 @@ from viewer.qt.workers import Job
 
 MESH_FORMATS = {"stl": "STL, one file per label (3-D printing)", "obj": "OBJ + MTL, one group per label",
                 "ply": "PLY, vertex colours", "glb": "GLB (binary glTF), named parts with colours"}
-QUALITY_HELP = {"draft": "draft: 80 % fewer triangles", "standard": "standard: 50 % fewer triangles",
+QUALITY_HELP = {"draft": "draft: up to 80 % fewer triangles", "standard": "standard: up to 50 % fewer triangles",
                 "fine": "fine: every triangle, gentlest smoothing"}
 ANIMATION_FORMATS = {"gif": "GIF (plays everywhere, 256 colours)", "mp4": "MP4 (H.264, smaller, full colour)"}
 
