@@ -295,3 +295,17 @@ def test_demo_labels_give_closed_meshes_with_mask_volumes(tmp_path):
             assert mesh.part.color == NODULE_COLOR
             assert np.linalg.norm(surface_centroid(solid) - mask_centroid(labels, mesh.part.value)) < \
                 0.5 * min(labels.spacing), mesh.part.name
+
+
+def test_coarser_quality_means_fewer_triangles_and_the_surface_stays_closed():
+    """Decimation goes in checked steps: draft keeps well under half of fine's triangles on the
+    sphere, standard lies between, and each mesh is still closed and holds the mask volume."""
+    labels = sphere_volume()
+    counts = {}
+    for quality in ("fine", "standard", "draft"):
+        (mesh,) = label_meshes(labels, quality=quality)
+        assert mesh.check.watertight and mesh.check.components == 1, (quality, mesh.check.problems)
+        assert abs(mesh.check.volume_difference_pct) < 1.0, quality
+        counts[quality] = mesh.check.triangles
+    assert counts["draft"] < counts["standard"] < counts["fine"], counts
+    assert counts["draft"] <= 0.45 * counts["fine"], counts
