@@ -39,17 +39,18 @@ def render_slice(volume: Volume, view: str = "axial", at=None, window: tuple[flo
 
 
 class Scene3D:
-    """The 3-D view with everything a teaching picture adds: volume preset, label surfaces,
-    clipping, captions. Built once; `views` renders many camera angles in one offscreen window."""
+    """The 3-D view with everything a teaching picture adds: volume preset, label surfaces (with
+    `label_styles`, value -> LabelStyle, or the palette), clipping, captions. Built once; `views`
+    renders many camera angles in one offscreen window."""
 
     def __init__(self, volume: Volume, preset: str = "ct-bone", labels: Volume | None = None, clip_box=None,
-                 clip_planes=(), annotations=(), font_size: int | None = None):
+                 clip_planes=(), annotations=(), font_size: int | None = None, label_styles=None):
         from viewer.render.annotations import AnnotationLayer
         from viewer.render.volume_scene import VolumeScene
 
         self.scene = VolumeScene(volume, preset)
         if labels is not None:
-            self.scene.add_label_surfaces(labels)
+            self.scene.add_label_surfaces(labels, label_styles)
         self.scene.set_clip_box(clip_box)
         self.scene.set_clip_planes(list(clip_planes))
         self.captions = AnnotationLayer(self.scene.renderer, list(annotations), font_size) if annotations else None
