@@ -197,6 +197,8 @@ def test_consultation_shows_the_finding_outlined_its_chart_model_and_approved_su
     # the approved summary, exactly as approved
     assert page.summary_text.text() == APPROVED
     assert page.summary.approver == "RadSight Demo Reader"
+    os.makedirs("/tmp/radsight-test-captures", exist_ok=True)  # for people to look at
+    page.grab().save("/tmp/radsight-test-captures/consultation.png")
 
     # no patient details until chosen; then name and ID on screen
     info = window.store.study_for_series(window.state.series_key)
