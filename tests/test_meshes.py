@@ -309,3 +309,41 @@ def test_coarser_quality_means_fewer_triangles_and_the_surface_stays_closed():
         counts[quality] = mesh.check.triangles
     assert counts["draft"] < counts["standard"] < counts["fine"], counts
     assert counts["draft"] <= 0.45 * counts["fine"], counts
+
+
+def test_piece_by_piece_decimation_keeps_each_piece_closed_and_small_pieces_whole():
+    """The fallback for many-piece labels: two large balls decimated on their own, a small one
+    (under MIN_DECIMATED_TRIANGLES) kept as it is; the result is closed, in three pieces, with
+    about the triangles asked for on the large ones."""
+    from viewer.render.meshes import MIN_DECIMATED_TRIANGLES, _closed, _decimated_by_piece
+
+    def ball(centre, radius, resolution):
+        source = vtk.vtkSphereSource()
+        source.SetCenter(*centre)
+        source.SetRadius(radius)
+        source.SetThetaResolution(resolution)
+        source.SetPhiResolution(resolution)
+        source.Update()
+        return source.GetOutput()
+
+    append = vtk.vtkAppendPolyData()
+    for centre, resolution in (((0, 0, 0), 60), ((30, 0, 0), 60), ((0, 30, 0), 8)):
+        append.AddInputData(ball(centre, 10.0, resolution))
+    append.Update()
+    clean = vtk.vtkCleanPolyData()
+    clean.SetInputData(append.GetOutput())
+    clean.Update()
+    joined = clean.GetOutput()
+    assert _closed(joined)
+    small = ball((0, 30, 0), 10.0, 8).GetNumberOfPolys()
+    assert small < MIN_DECIMATED_TRIANGLES
+    result = _decimated_by_piece(joined, 0.5)
+    assert _closed(result)
+    large_before = joined.GetNumberOfPolys() - small
+    large_after = result.GetNumberOfPolys() - small
+    assert 0.45 * large_before <= large_after <= 0.56 * large_before, (large_before, large_after)
+    connectivity = vtk.vtkPolyDataConnectivityFilter()
+    connectivity.SetInputData(result)
+    connectivity.SetExtractionModeToAllRegions()
+    connectivity.Update()
+    assert connectivity.GetNumberOfExtractedRegions() == 3
