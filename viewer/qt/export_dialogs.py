@@ -83,6 +83,16 @@ def study_path(store, series_key: str | None, volume=None) -> Path | None:
     return None
 
 
+def _path_row(edit: QLineEdit, choose) -> QHBoxLayout:
+    """A path field with its "Choose..." button, which calls `choose`."""
+    browse = QPushButton("Choose...")
+    browse.clicked.connect(choose)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    return row
+
+
 def _swatch(color) -> QIcon:
     pixmap = QPixmap(14, 14)
     pixmap.fill(QColor.fromRgbF(*color))
@@ -247,11 +257,7 @@ class MeshExportDialog(_JobDialog):
         all_button.clicked.connect(lambda: self.check_labels(None))
         none_button.clicked.connect(lambda: self.check_labels(set()))
         self.folder = QLineEdit(default_folder)
-        browse = QPushButton("Choose...")
-        browse.clicked.connect(self._choose_folder)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder, 1)
-        folder_row.addWidget(browse)
+        folder_row = _path_row(self.folder, self._choose_folder)
         picks = QHBoxLayout()
         picks.addWidget(QLabel("Nodules are their own parts, in bold and orange."), 1)
         picks.addWidget(all_button)
@@ -492,11 +498,7 @@ class RenderExportDialog(_JobDialog):
         self.captions.setEnabled(bool(self.names))
         self.surfaces.setChecked(has_labels)
         self.out = QLineEdit(default_out)
-        browse = QPushButton("Choose...")
-        browse.clicked.connect(self._choose_file)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out, 1)
-        out_row.addWidget(browse)
+        out_row = _path_row(self.out, self._choose_file)
         form = QFormLayout()
         form.addRow("Preset", self.preset)
         form.addRow("Azimuth (degrees from anterior)" if mode == "snapshot" else "First frame's azimuth", self.azimuth)
