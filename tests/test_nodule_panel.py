@@ -23,7 +23,7 @@ from PySide6.QtCore import QPoint, Qt  # noqa: E402
 
 from viewer.analysis.nodules import MeasurementError, measure_at  # noqa: E402
 from viewer.demo import generate_demo  # noqa: E402
-from tests.viewer_window import open_window  # noqa: E402
+from tests.viewer_window import shown_window  # noqa: E402
 from viewer.qt.main_window import MainWindow  # noqa: E402
 from viewer.store import Store  # noqa: E402
 
@@ -43,10 +43,8 @@ def db_path(tmp_path):
 
 @pytest.fixture
 def window(qtbot, demo, db_path):
-    win, store = open_window(qtbot, demo[0], db_path)
-    yield win
-    win.close()
-    store.close()
+    with shown_window(qtbot, demo[0], db_path) as win:
+        yield win
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ if not os.environ.get("DISPLAY"):
 
 from PySide6.QtCore import QDate, Qt
 
-from tests.viewer_window import open_window
+from tests.viewer_window import open_window, shown_window
 from viewer.report.templates import LUNG_SCREENING
 from viewer.store import Store
 
@@ -80,10 +80,8 @@ def db_path(demo, tmp_path):
 
 @pytest.fixture
 def window(qtbot, demo, db_path):
-    win, store = open_window(qtbot, demo[0], db_path)
-    yield win
-    win.close()
-    store.close()
+    with shown_window(qtbot, demo[0], db_path) as win:
+        yield win
 
 
 def click(qtbot, panel, widget):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from viewer.qt.main_window import MainWindow
 from viewer.store import Store
 
@@ -17,3 +20,14 @@ def open_window(qtbot, study, db_path):
     win.open_path(study)
     qtbot.waitUntil(lambda: win.state.volume is not None and not win.jobs, timeout=30000)
     return win, store
+
+
+@contextmanager
+def shown_window(qtbot, study, db_path) -> Iterator:
+    """open_window's window, closed with its store afterwards (for fixtures)."""
+    win, store = open_window(qtbot, study, db_path)
+    try:
+        yield win
+    finally:
+        win.close()
+        store.close()
