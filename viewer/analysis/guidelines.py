@@ -10,6 +10,7 @@ features for 4X) comes in as flags.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("solid", "part-solid", "ground-glass")
@@ -127,7 +128,12 @@ def is_growing(prior_mean_diameter_mm: float, mean_diameter_mm: float, days: flo
 
 def worst(assessments: list[Assessment]) -> Assessment | None:
     """The study's category is that of its most suspicious nodule."""
-    return max(assessments, key=lambda a: CATEGORY_ORDER.index(a.category), default=None)
+    return most_suspicious(assessments, lambda a: a.category)
+
+
+def most_suspicious(items: list, category: Callable[[object], str]):
+    """The item whose Lung-RADS `category(item)` is the most suspicious (the first of equals)."""
+    return max(items, key=lambda x: CATEGORY_ORDER.index(category(x)), default=None)
 
 
 def fleischner_2017(kind: str, mean_diameter_mm: float, solid_mean_diameter_mm: float | None = None, *,

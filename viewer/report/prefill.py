@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from viewer.analysis.guidelines import CATEGORY_ORDER, LUNG_RADS_MANAGEMENT
+from viewer.analysis.guidelines import CATEGORY_ORDER, LUNG_RADS_MANAGEMENT, most_suspicious
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
 from viewer.report.templates import Template, TemplateField
 
@@ -153,7 +153,7 @@ def _lung_rads(c: _Context) -> tuple[dict, Provenance] | None:
     rated = [x for x in c.included if isinstance(x.record.get("lung_rads"), dict)
              and x.record["lung_rads"].get("category") in CATEGORY_ORDER]
     if rated:
-        worst = max(rated, key=lambda x: CATEGORY_ORDER.index(x.record["lung_rads"]["category"]))
+        worst = most_suspicious(rated, lambda x: x.record["lung_rads"]["category"])
         return worst.record["lung_rads"], worst.provenance
     assessment = c.analysis.get("assessment") or {}
     if not c.findings and "Lung-RADS" in str(assessment.get("guideline", "")) and assessment.get("category"):
@@ -165,9 +165,11 @@ def _lung_rads(c: _Context) -> tuple[dict, Provenance] | None:
     return None
 
 
-def _lung_rads_part(key: str) -> Callable[[_Context, TemplateField], FieldValue | None]:
+def _part(find: Callable[[_Context], tuple[dict, Provenance] | None],
+          key: str) -> Callable[[_Context, TemplateField], FieldValue | None]:
+    """A field filler that takes `key` of what `find` (_lung_rads or _assessment) finds."""
     def fill(c: _Context, f: TemplateField) -> FieldValue | None:
-        found = _lung_rads(c)
+        found = find(c)
         if found is None or not found[0].get(key):
             return None
         return _unconfirmed(str(found[0][key]), found[1])
@@ -188,15 +190,6 @@ def _assessment(c: _Context) -> tuple[dict, Provenance] | None:
     if found is None:
         return None
     return {"guideline": "Lung-RADS v2022", **found[0]}, found[1]
-
-
-def _assessment_part(key: str) -> Callable[[_Context, TemplateField], FieldValue | None]:
-    def fill(c: _Context, f: TemplateField) -> FieldValue | None:
-        found = _assessment(c)
-        if found is None or not found[0].get(key):
-            return None
-        return _unconfirmed(str(found[0][key]), found[1])
-    return fill
 
 
 def _visit_dates(c: _Context) -> dict[str, str]:
@@ -235,12 +228,12 @@ FILLERS: dict[str, Callable[[_Context, TemplateField], FieldValue | None]] = {
     "nodules": lambda c, f: None,  # the findings list itself, built above
     "nodules.count": _fill_count,
     "nodules.largest_mean_diameter_mm": _fill_largest,
-    "lung_rads.category": _lung_rads_part("category"),
-    "lung_rads.management": _lung_rads_part("management"),
-    "lung_rads.rule": _lung_rads_part("rule"),
-    "assessment.guideline": _assessment_part("guideline"),
-    "assessment.category": _assessment_part("category"),
-    "assessment.management": _assessment_part("management"),
+    "lung_rads.category": _part(_lung_rads, "category"),
+    "lung_rads.management": _part(_lung_rads, "management"),
+    "lung_rads.rule": _part(_lung_rads, "rule"),
+    "assessment.guideline": _part(_assessment, "guideline"),
+    "assessment.category": _part(_assessment, "category"),
+    "assessment.management": _part(_assessment, "management"),
     "study.date": _fill_study_date,
     "comparison": _fill_comparison,
     "ai.models": _fill_models,
