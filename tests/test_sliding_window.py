@@ -55,3 +55,16 @@ def test_cancel_and_bad_model_output():
         sliding_window(array, (16, 16), lambda b: b, cancelled=lambda: True)
     with pytest.raises(RadSightError, match="keep the patch's spatial size"):
         sliding_window(array, (16, 16), lambda b: b[:, :, :8])
+
+
+@pytest.mark.slow
+def test_inference_benchmark_measures_onnxruntime_torch_and_int8_in_one_run():
+    from viewer.bench.inference import run_inference_benchmark
+
+    report = run_inference_benchmark(repeats=1, size=(32, 96, 96), patch=(16, 32, 32), threads=1, whole_ct=False,
+                                     log=lambda message: None)
+    assert report["max_abs_difference"] < 1e-4  # the same network in both runtimes
+    assert report["speedup"] == pytest.approx(report["torch_s"] / report["ort_s"])
+    assert report["int8_speedup"] == pytest.approx(report["torch_s"] / report["ort_int8_s"])
+    assert 0.5 < report["int8_same_class_fraction"] <= 1.0  # quantised, so close but not equal
+    assert "goal >= 1.5x" in report["text"] and "int8" in report["text"]
