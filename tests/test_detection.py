@@ -110,10 +110,12 @@ def test_provenance_scores_and_types(study, detected):
         assert {m.id for m in d.models} == {"radsight-demo-lung-nodule-seg", "radsight-demo-nodule-classifier"}
         assert 0.0 <= d.score <= 1.0 and "classifier" in d.score_basis
         assert sum(d.class_probabilities.values()) == pytest.approx(1.0, abs=1e-4)
-        # The bundled model's nodule channel never learned, so the blob detector found them all.
-        assert d.method == METHOD_BLOB
+        assert d.method in (METHOD_CHANNEL, METHOD_BLOB)
         assert set(d.to_json()) >= {"centre_lps_mm", "volume_mm3", "score", "method", "models", "class_probabilities"}
-    for nodule, d in match(with_models, nodules0)[0]:
+    # The bundled model's nodule channel finds most nodules itself; the blob detector adds the rest.
+    matched = match(with_models, nodules0)[0]
+    assert sum(d.method == METHOD_CHANNEL for _, d in matched) >= len(matched) / 2, [d.method for _, d in matched]
+    for nodule, d in matched:
         assert max(d.class_probabilities, key=d.class_probabilities.get) == nodule["kind"], nodule["id"]
         assert d.measurement.type == nodule["kind"], nodule["id"]
     for d in without_models:

@@ -1,8 +1,9 @@
 """Nodule candidates in a CT volume: where a nodule may be, before anything is measured.
 
-Two sources, because the bundled segmentation model's nodule channel never learned (its card says
-so): connected components of a nodule probability map when one has any, and a classical blob
-detector inside the lung that works without it.
+Two sources: connected components of a segmentation model's nodule probability map when it has
+any, and a classical blob detector inside the lung that works without it. Both, because a model's
+nodule channel misses some nodules (the bundled model's card gives its sensitivity) and a model
+without one, or no model at all (threshold lung mask), must still find nodules.
 
 The blob detector is the scale-normalised Laplacian of Gaussian, -sigma^2 * LoG, at scales in
 millimetres; it peaks at the centre of a bright sphere of radius r at sigma = r / sqrt(3). A

@@ -1,13 +1,14 @@
 """AI-assisted nodule detection: candidates, false-positive reduction, and a measurement for each.
 
 Candidates come from the segmentation model's nodule channel when it has any, and from a blob
-detector inside the lung (viewer.analysis.candidates) always, because the bundled model's nodule
-channel never learned. Each candidate is then measured with `measure_at`, which refuses vessels,
-the chest wall and empty lung with a reason; what it measures must be 3-30 mm across (the
-Lung-RADS range of a nodule), mostly surrounded by lung (a piece of the hilum or the diaphragm is
-not), about as full as an ellipsoid, not a junction where three or more vessels meet, and not the
-same nodule as an earlier detection. The bundled type classifier, when given,
-adds class probabilities and raises or lowers the score.
+detector inside the lung (viewer.analysis.candidates) always, which finds what the channel
+misses. Channel candidates come first, so a nodule both find is credited to the model. Each
+candidate is then measured with `measure_at`, which refuses vessels, the chest wall and empty lung
+with a reason; what it measures must be 3-30 mm across (the Lung-RADS range of a nodule), mostly
+surrounded by lung (a piece of the hilum or the diaphragm is not), about as full as an ellipsoid,
+not a junction where three or more vessels meet, and not the same nodule as an earlier
+detection. The bundled type classifier, when given, adds class probabilities and raises or
+lowers the score.
 
 Every Detection says which method found it, which models took part and how its score was made,
 so a reader can judge an AI finding before accepting, editing or rejecting it.
