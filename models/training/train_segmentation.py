@@ -4,8 +4,9 @@
 
 Training data: synthetic studies from viewer.demo.generate_demo ("small" preset seeds 100-130 and
 "demo" preset seeds 150-152, 3 visits each); calibration of the nodule logit: "small" 131-139 and
-"demo" 153; held-out test: "small" seeds 200-209 and "demo" seeds 250-251. Preprocessing = the card's (models/training/common.py). Evaluation runs the exported ONNX
-model through RadSight's own engine (viewer.inference.run.segment) on the original study grid.
+"demo" 153; held-out test: "small" seeds 200-209 and "demo" seeds 250-251. Preprocessing = the
+card's (models/training/common.py). Evaluation runs the exported ONNX model through RadSight's own
+engine (viewer.inference.run.segment) on the original study grid.
 """
 
 from __future__ import annotations
@@ -195,14 +196,13 @@ def calibrate(out: Path, args) -> dict:
     the model's last convolution so that the ONNX file, its card and the engine stay as they are.
     The offset is searched on the model's grid with the engine's own sliding window."""
     import onnx
+    import onnxruntime as ort
     from onnx import numpy_helper
     from scipy import ndimage
 
     from viewer.inference.sliding_window import sliding_window
 
     path = out / "model.onnx"
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
