@@ -281,8 +281,7 @@ def test_demo_labels_give_closed_meshes_with_mask_volumes(tmp_path):
     truth = demo.ground_truth()["visits"][0]["nodules"]
     present = {n["label"] for n in truth if n["present"]}
     assert present <= source.findings
-    parts = mesh_parts(np.unique(source.labels.voxels), source.names, sorted(source.findings))
-    meshes = label_meshes(source.labels, parts, quality="draft")
+    meshes = label_meshes(source.labels, source.parts(), quality="draft")
     files = write_meshes(meshes, tmp_path / "out", ["stl"])
     labels = load(demo.visits[0].labels_path)
     assert {m.part.name for m in meshes} >= {"left lung", "right lung", "bone"} | {f"nodule {n['id']}" for n in truth

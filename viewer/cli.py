@@ -334,12 +334,9 @@ def _demo_bio_model(study_dir: Path, volume, largest: dict | None, folder: Path)
     """For educators: the latest visit as a 3-D bio-model (one GLB with named, coloured parts and
     an STL per part for printing; the stored nodules as highlighted parts) and a turntable GIF
     with the largest nodule captioned; mesh statistics per part."""
-    import numpy as np
-
     from viewer.core.label_style import LabelStyle
     from viewer.render.annotations import Annotation
     from viewer.render.mesh_export import export_meshes, study_labels
-    from viewer.render.meshes import mesh_parts
     from viewer.render.snapshot import Scene3D
     from viewer.render.turntable import render_turntable
     from viewer.store import Store
@@ -350,7 +347,7 @@ def _demo_bio_model(study_dir: Path, volume, largest: dict | None, folder: Path)
     captions = [Annotation(tuple(largest["centre_lps_mm"]), f"nodule {largest['id']}")] if largest else []
     # The GLB's colours; anatomy see-through (bone a little less) so the highlighted nodules show.
     styles = {p.value: LabelStyle(p.color, 1.0 if p.finding else 0.5 if p.name == "bone" else 0.12)
-              for p in mesh_parts(np.unique(source.labels.voxels), source.names, sorted(source.findings))}
+              for p in source.parts()}
     scene = Scene3D(volume, "ct-bone", source.labels, annotations=captions, label_styles=styles)
     turntable = render_turntable(scene, folder / "turntable.gif", frames=24, fps=12.0, elevation=10.0, size=(360, 360))
     return {"files": meshes["files"], "labels": meshes["labels"], "labels_source": meshes["labels_source"],

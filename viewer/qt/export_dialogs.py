@@ -295,14 +295,12 @@ class MeshExportDialog(_JobDialog):
         self.close_button.setText("Cancel")
 
     def _labels_found(self, result) -> None:
-        from viewer.render.meshes import mesh_parts
-
         self.source, _facts, self.notes = result
         values, counts = np.unique(np.asarray(self.source.labels.voxels), return_counts=True)
         voxel_mm3 = abs(float(np.linalg.det(self.source.labels.affine[:3, :3])))
         count = dict(zip(values.tolist(), counts.tolist()))
         self.labels.clear()
-        for part in mesh_parts(values, self.source.names, sorted(self.source.findings)):
+        for part in self.source.parts(values):
             item = QListWidgetItem(_swatch(part.color), f"{part.name}   ({count[part.value] * voxel_mm3:,.0f} mm³)")
             item.setData(Qt.UserRole, part.value)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)

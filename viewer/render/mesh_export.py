@@ -19,7 +19,7 @@ import numpy as np
 
 from viewer.core.errors import RadSightError
 from viewer.core.volume import Volume
-from viewer.render.meshes import is_finding_name, label_meshes, mesh_parts
+from viewer.render.meshes import MeshPart, is_finding_name, label_meshes, mesh_parts
 from viewer.render.mesh_writers import write_meshes
 
 Progress = Callable[[int, int, str], None]
@@ -35,6 +35,11 @@ class LabelSource:
         if np.asarray(labels.voxels).dtype.kind not in "biu":
             raise ValueError(f"{source}: label voxels must be integers; got {labels.voxels.dtype}")
         self.labels, self.names, self.findings, self.source = labels, names, findings, source
+
+    def parts(self, values=None) -> list[MeshPart]:
+        """The mesh parts (names, colours, findings highlighted) of `values`, else of every label present."""
+        present = np.unique(self.labels.voxels) if values is None else values
+        return mesh_parts(present, self.names, sorted(self.findings))
 
 
 def _is_dicom_seg(path: Path) -> bool:
@@ -248,8 +253,7 @@ def study_labels(path: Path | str, labels_path: Path | str | None = None, store=
 def export_meshes(source: LabelSource, out: Path | str, formats: list[str], quality: str = "standard",
                   progress: Progress | None = None) -> dict:
     """Mesh every label of `source`, write `formats` into `out`; the export-mesh JSON (less study_uid)."""
-    parts = mesh_parts(np.unique(source.labels.voxels), source.names, sorted(source.findings))
-    meshes = label_meshes(source.labels, parts, quality, progress)
+    meshes = label_meshes(source.labels, source.parts(), quality, progress)
     written = write_meshes(meshes, out, formats)
     labels = []
     for mesh in meshes:
