@@ -212,17 +212,16 @@ def calibrate(out: Path, args) -> dict:
         img, target, _ = item
         logits = sliding_window(img[None], tuple(args.patch), predict, 0.25, "gaussian", 2)
         margins.append((logits[2] - np.maximum(logits[0], logits[1])).astype(np.float32))
-        targets.append(target == 2)
+        targets.append((target == 2, *ndimage.label(target == 2, np.ones((3, 3, 3)))))
     offsets = np.round(np.arange(0.0, 12.01, 0.25), 2)
     table = []
     for offset in offsets:
         inter = denom = tp = n_gt = fp = 0
-        for margin, truth in zip(margins, targets):
+        for margin, (truth, gt, m) in zip(margins, targets):
             pred = margin > offset
             inter += 2 * np.sum(pred & truth)
             denom += pred.sum() + truth.sum()
             comps, n = ndimage.label(pred, np.ones((3, 3, 3)))
-            gt, m = ndimage.label(truth, np.ones((3, 3, 3)))
             n_gt += m
             tp += len(set(np.unique(gt[pred])) - {0})
             fp += n - len(set(np.unique(comps[truth])) - {0})
