@@ -279,6 +279,10 @@ def write_card(out: Path, args, metrics: dict, training: dict):
                                "code": {"value": "27925004", "scheme": "SCT", "meaning": "Nodule"}}]},
         "training": {**training, "metrics": metrics},
     }
+    # What the model was trained and validated on is written by people (README "Training data"), not
+    # by this script: keep it across retraining, and update validated_on from the new metrics by hand.
+    previous = json.loads((out / "card.json").read_text()) if (out / "card.json").is_file() else {}
+    card.update({key: previous[key] for key in ("training_data", "validated_on") if key in previous})
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     from viewer.inference.card import ModelCard
 

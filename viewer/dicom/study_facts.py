@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+import pydicom.multival
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
@@ -91,10 +92,56 @@ class StudyFacts:
 def read_study_facts(path: Path | str, study_uid: str | None = None) -> StudyFacts:
     """Facts of the study in `path` (a DICOM file or a folder; with `study_uid`, that study's
     first file), read from one header."""
+    ds, candidate = _first_header(path, "StudyInstanceUID", study_uid, _TAGS, "study")
+    return StudyFacts.from_dataset(ds, candidate)
+
+
+@dataclass(frozen=True)
+class AcquisitionFacts:
+    """How a series was acquired, as the model input check compares it with a model card:
+    (0008,0070) Manufacturer, (0008,1090) Manufacturer's Model Name, (0018,1210) Convolution
+    Kernel (values joined with a backslash), (0018,0050) Slice Thickness in mm. None: not stated."""
+
+    manufacturer: str | None = None
+    model_name: str | None = None
+    kernel: str | None = None
+    slice_thickness_mm: float | None = None
+    source: str = ""
+
+    @staticmethod
+    def from_dataset(ds: Dataset, source: Path | str = "") -> "AcquisitionFacts":
+        def text(keyword: str) -> str | None:
+            value = ds.get(keyword)
+            items = list(value) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+            joined = "\\".join(" ".join(str(v or "").split()) for v in items).strip("\\")
+            return joined or None
+
+        try:
+            thickness = float(ds.get("SliceThickness"))
+        except (TypeError, ValueError):
+            thickness = None
+        return AcquisitionFacts(text("Manufacturer"), text("ManufacturerModelName"), text("ConvolutionKernel"),
+                                thickness if thickness and thickness > 0 else None, str(source))
+
+    def to_json(self) -> dict:
+        return {"manufacturer": self.manufacturer, "model_name": self.model_name, "kernel": self.kernel,
+                "slice_thickness_mm": self.slice_thickness_mm}
+
+
+def read_acquisition_facts(path: Path | str, series_uid: str | None = None) -> AcquisitionFacts:
+    """Acquisition facts of the series in `path` (with `series_uid`, that series' first file)."""
+    tags = ["SeriesInstanceUID", "Manufacturer", "ManufacturerModelName", "ConvolutionKernel", "SliceThickness"]
+    ds, candidate = _first_header(path, "SeriesInstanceUID", series_uid, tags, "series")
+    return AcquisitionFacts.from_dataset(ds, candidate)
+
+
+def _first_header(path: Path | str, uid_keyword: str, uid: str | None, tags: list[str],
+                  what: str) -> tuple[Dataset, Path]:
+    """The first readable header in `path` whose `uid_keyword` is `uid` (any, if None)."""
     path = Path(path)
     candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     if not candidates:
-        raise DicomReadError(path, "no files to read the study's date and patient from")
+        raise DicomReadError(path, f"no files to read the {what}'s header from")
     tried = 0
     for candidate in candidates:
         if tried >= MAX_FILES_TRIED:
@@ -103,16 +150,16 @@ def read_study_facts(path: Path | str, study_uid: str | None = None) -> StudyFac
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(candidate, stop_before_pixels=True, specific_tags=_TAGS)
+                ds = pydicom.dcmread(candidate, stop_before_pixels=True, specific_tags=tags)
         except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, EOFError):
             continue
-        uid = str(ds.get("StudyInstanceUID") or "")
-        if not uid or (study_uid is not None and uid != study_uid):
+        found = str(ds.get(uid_keyword) or "")
+        if not found or (uid is not None and found != uid):
             continue
-        return StudyFacts.from_dataset(ds, candidate)
-    wanted = f"study {study_uid}" if study_uid else "a study"
+        return ds, candidate
+    wanted = f"{what} {uid}" if uid else f"a {what}"
     raise DicomReadError(path, f"none of the {tried} files tried is a DICOM file of {wanted} "
-                               f"(of {len(candidates)} files); point at the study's DICOM folder")
+                               f"(of {len(candidates)} files); point at the {what}'s DICOM folder")
 
 
 def _date(value) -> dt.date | None:
