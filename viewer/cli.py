@@ -155,6 +155,8 @@ def cmd_demo(args) -> int:
         print(f"Ground truth: {d['ground_truth']}")
         for m in d["models"]:
             print(f"AI: {m['id']} {m['version']} on {m['provider']} (demonstration model, synthetic data only)")
+            for line in _domain_lines(m):
+                print(f"  {line}")
         for a in d["analyses"]:
             print(f"Nodule analysis of {a['study']} with {len(a['priors'])} prior(s): {a['nodules']} nodule(s), "
                   f"{a['seconds']:.0f} s")
@@ -163,8 +165,7 @@ def cmd_demo(args) -> int:
             for line in _nodule_lines(d["nodules"]):
                 print(f"  {line}")
         if d.get("assessment"):
-            a = d["assessment"]
-            print(f"{a['guideline']}: {a['category']} ({a['management']})")
+            print(_assessment_line(d["assessment"]))
         if "seg" in d["outputs"]:
             print(f"DICOM SEG: {d['outputs']['seg']}")
         if d["explanations"]:
@@ -354,6 +355,23 @@ def _demo_bio_model(study_dir: Path, volume, largest: dict | None, folder: Path)
             "turntable": str(turntable.out), "frames": turntable.frames}
 
 
+def _domain_lines(model: dict) -> list[str]:
+    """The model's input check (viewer.inference.domain) as `radsight analyze` prints it."""
+    check = model.get("domain")
+    if not check or check.get("within"):
+        return ["within the validated domain"] if check else []
+    return ["OUTSIDE THE VALIDATED DOMAIN:", *(f"- {reason}" for reason in check["reasons"])]
+
+
+def _assessment_line(a: dict) -> str:
+    """The study assessment: an AI-only one says so, and a negative says "AI found no nodules"
+    with the detector's sensitivity and no category until the reader confirms."""
+    pending = f" [{a['status']}]" if a.get("status") else ""
+    if a.get("category") is None and a.get("proposed_category"):
+        return f"{a['guideline']}: {a['rule']}; category {a['proposed_category']} only on the reader's confirmation{pending}"
+    return f"{a['guideline']}: {a['category']} ({a['management']}){pending}"
+
+
 def _nodule_lines(nodules: list[dict]) -> list[str]:
     """One line per NODULE record, as `radsight analyze` prints them."""
     lines = []
@@ -436,11 +454,12 @@ def cmd_analyze(args) -> int:
         for m in d["models"]:
             found = ", ".join(f"{name}: {v['voxels']} voxels" for name, v in m["labels"].items())
             print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
+            for line in _domain_lines(m):
+                print(f"  {line}")
         for line in _nodule_lines(d["nodules"]):
             print(line)
         if d.get("assessment"):
-            a = d["assessment"]
-            print(f"{a['guideline']}: {a['category']} ({a['management']})")
+            print(_assessment_line(d["assessment"]))
         for key, value in d["outputs"].items():
             for path in value if isinstance(value, list) else [value]:
                 print(f"{key}: {path}")

@@ -1,5 +1,11 @@
 """AI masks as DICOM Segmentation objects (highdicom), referencing the source series and naming
-the algorithm, as IHE AI Results asks; and reading them back."""
+the algorithm, as IHE AI Results asks; and reading them back.
+
+A mask made outside its model's validated domain (viewer.inference.domain) says so where the SEG
+IOD has room for text: Series Description (0008,103E) and Content Description (0070,0081), both
+LO of 64 characters, carry "OUTSIDE VALIDATED DOMAIN", and each segment's Segment Description
+(0062,0006), ST of up to 1024 characters, the reasons. A viewer that lists series or segments
+therefore shows the flag without knowing RadSight."""
 
 from __future__ import annotations
 
@@ -21,10 +27,14 @@ from viewer.dicom.series import Series
 FINDING = hd.sr.CodedConcept("49755003", "SCT", "Morphologically Altered Structure")
 ANATOMY = hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure")
 FINDING_CODES = {"27925004", "786838002"}  # SCT nodule, pulmonary nodule
+OUTSIDE_FLAG = "OUTSIDE VALIDATED DOMAIN"
+ST_MAX = 1024  # Short Text (ST) value length, PS3.5 6.2
 
 
-def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int = 900) -> Path:
-    """Write `mask` (on `series`' grid) as a binary DICOM SEG referencing the series' images."""
+def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int = 900,
+              outside_domain: str | None = None) -> Path:
+    """Write `mask` (on `series`' grid) as a binary DICOM SEG referencing the series' images.
+    `outside_domain`: the input check's reasons when the model ran outside its validated domain."""
     plan = series.plan
     if not plan.is_direct:
         raise RadSightError(f"{series.label}: the volume was resampled (tilt or uneven spacing), so its "
@@ -48,18 +58,29 @@ def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int =
             algorithm_identification=algorithm, tracking_uid=generate_uid(), tracking_id=f"{mask.model.id}:{info.name}"[:64],
             display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in info.color))))
         planes.append((mask.labels.voxels == info.value))
+    if outside_domain:
+        text = f"AI result outside the validated domain: {' '.join(outside_domain.split())}"
+        for description in descriptions:
+            description.SegmentDescription = text if len(text) <= ST_MAX else text[:ST_MAX - 3] + "..."
+    flag = f" {OUTSIDE_FLAG}" if outside_domain else ""
     pixel_array = np.stack(planes, axis=-1).astype(np.uint8)  # (frames, rows, cols, segments)
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=pixel_array, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="RadSight",
         manufacturer_model_name="RadSight", software_versions=__version__, device_serial_number="0",
-        content_description=f"AI segmentation by {mask.model.id} {mask.model.version}"[:64],
-        content_creator_name="RadSight^AI", series_description=f"AI SEG {mask.model.id}"[:64])
+        content_description=_fit(f"{mask.model.id} {mask.model.version}" if flag else
+                                 f"AI segmentation by {mask.model.id} {mask.model.version}", flag),
+        content_creator_name="RadSight^AI", series_description=_fit(f"AI SEG {mask.model.id}", flag))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)
     return path
+
+
+def _fit(text: str, flag: str, limit: int = 64) -> str:
+    """`text` shortened so that `flag` always fits in an LO value."""
+    return text[:limit - len(flag)] + flag
 
 
 def read_seg_labels(path: Path | str, volume) -> tuple[object, dict[int, str]]:

@@ -208,3 +208,28 @@ def outside_summary(checks) -> str | None:
 
 def _same(value: str | None, reference: str) -> bool:
     return value is not None and " ".join(value.split()).upper() == " ".join(reference.split()).upper()
+
+
+DETECTOR_SENSITIVITY = "detector_sensitivity_ge_4mm"  # the validated_on figure a negative is stated with
+
+
+def detector_sensitivity(cards) -> str:
+    """How often the nodule detector with these models finds a nodule, as their cards'
+    validated_on measured it, and that real CT is not validated: what an AI-only negative must
+    be read with."""
+    for card in cards:
+        found = card.figure(DETECTOR_SENSITIVITY)
+        if found is None:
+            continue
+        value, validation = found
+        figures = validation.figures
+        count = f" ({figures['detector_found_ge_4mm']})" if "detector_found_ge_4mm" in figures else ""
+        low = figures.get("detector_sensitivity_95ci_low")
+        ci = f", 95% CI {float(low):.0%}-100%" if isinstance(low, (int, float)) and float(value) == 1.0 else ""
+        fp = figures.get("detector_false_positives_per_scan")
+        fps = f", {fp:g} false positives per scan" if isinstance(fp, (int, float)) else ""
+        kind = "synthetic" if validation.kind == "synthetic" else "real"
+        real = " and not validated on real CT" if validation.kind == "synthetic" else ""
+        return (f"detector sensitivity {float(value):.0%}{count} for nodules >= 4 mm{ci}{fps}, measured on held-out "
+                f"{kind} scans on {validation.date.isoformat()} ({card.id} {card.version}){real}")
+    return "detector sensitivity not measured for these models"

@@ -4,6 +4,9 @@ Every result shows its model, version, the provider it ran on and its confidence
 decides what to do with it (decision support). Results are stored, so re-opening a study shows
 them without running the model again. A classifier runs on the crop around the crosshair and
 comes with its explanation map; clicking the finding shows its map and goes to its point.
+Each run is first checked against its model card's validated domain (viewer.inference.domain); a
+result from outside it is listed as "OUTSIDE THE VALIDATED DOMAIN" in red, with the reasons in
+its tooltip and under the list, and the check is stored with the result.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout,
                                QWidget)
 
 from viewer.core.paths import user_data_dir
+from viewer.inference.domain import OUTSIDE
 from viewer.qt.state import Overlay, ViewerState
 
 
@@ -104,9 +109,29 @@ class AIPanel(QWidget):
     def _show(self, labels, names, model_id, version, provider, summary) -> None:
         confidences = [v.get("confidence") for v in summary.get("labels", {}).values() if v.get("confidence")]
         conf = f", confidence {min(confidences):.2f}" if confidences else ""
-        source = f"AI: {model_id} {version} on {provider}{conf}"
+        source = f"AI: {model_id} {version} on {provider}{conf}{self._outside(summary)}"
         self.state.add_overlay(Overlay(f"AI {model_id}", "labels", labels, source, label_names=names))
-        self.results.addItem(f"{model_id} {version} [{provider}]{conf}")
+        item = QListWidgetItem(f"{model_id} {version} [{provider}]{conf}")
+        self._mark_domain(item, summary)
+        self.results.addItem(item)
+
+    @staticmethod
+    def _outside(summary: dict) -> str:
+        """" - OUTSIDE THE VALIDATED DOMAIN" for a result whose stored input check says so."""
+        domain = summary.get("domain")
+        return f" - {OUTSIDE.upper()}" if domain and not domain.get("within") else ""
+
+    def _mark_domain(self, item: QListWidgetItem, summary: dict) -> None:
+        """A result from outside its model's validated domain: flagged in its text, red, reasons in
+        its tooltip and under the list."""
+        flag = self._outside(summary)
+        if not flag:
+            return
+        reasons = " ".join(summary["domain"].get("reasons") or [])
+        item.setText(item.text() + flag)
+        item.setForeground(QBrush(QColor("#b00020")))
+        item.setToolTip("\n".join(t for t in (item.toolTip(), f"{OUTSIDE.capitalize()}: {reasons}") if t))
+        self.status.setText(f"AI results {OUTSIDE}: {reasons}")
 
     def _show_heatmap(self, values, summary: dict, model_id, version, provider) -> None:
         """The map as a heatmap overlay named after its finding, listed as that finding; only the
@@ -125,6 +150,7 @@ class AIPanel(QWidget):
                                f"(confidence {summary['probability']:.2f}){where} - {summary['method']} map")
         item.setToolTip(f"{source}\n{summary.get('note', '')}\nClick to show this finding's map")
         item.setData(Qt.UserRole, {"overlay": name, "point": point})
+        self._mark_domain(item, summary)
         self.results.addItem(item)
 
     def show_finding(self, item: QListWidgetItem) -> None:
@@ -157,9 +183,14 @@ class AIPanel(QWidget):
             from viewer.dicom.seg import write_seg
             from viewer.inference.run import segment
 
+            from viewer.inference.domain import check_study
+
+            check = check_study([card], volume)[card.id]
             mask = segment(volume, card, provider=provider, progress=progress, cancelled=cancelled)
-            path = write_seg(mask, series, out / f"seg-{card.id}-{card.version}.dcm") if series is not None else None
-            return mask, path
+            outside = None if check.within else " ".join(check.reasons)
+            path = (write_seg(mask, series, out / f"seg-{card.id}-{card.version}.dcm", outside_domain=outside)
+                    if series is not None else None)
+            return mask, path, check
 
         self.run_job(work, f"Running {card.name}", lambda result: self._done(card, result))
 
@@ -168,12 +199,14 @@ class AIPanel(QWidget):
         method = self.method.currentText()
 
         def work(progress, cancelled):
+            from viewer.inference.domain import check_study
             from viewer.inference.explain import explain
             from viewer.inference.explain_study import heatmap_summary, save_heatmap
 
+            check = check_study([card], volume)[card.id]
             heatmap = explain(volume, card, point, method=method, provider=provider, cancelled=cancelled)
             summary = save_heatmap(heatmap, series, out) if series is not None else heatmap_summary(heatmap)
-            return heatmap, summary
+            return heatmap, {**summary, "domain": check.to_json()}
 
         self.run_job(work, f"Classifying and explaining with {card.name}", lambda result: self._explained(card, result))
 
@@ -190,10 +223,11 @@ class AIPanel(QWidget):
             self.status.setText(heatmap.note)
 
     def _done(self, card, result) -> None:
-        mask, path = result
+        mask, path, check = result
         summary = {"labels": {info.name: {"voxels": int((mask.labels.voxels == info.value).sum()),
                                           "confidence": mask.label_confidence(info.value)}
-                              for info in mask.label_info}}
+                              for info in mask.label_info},
+                   "domain": check.to_json()}
         if path is not None and self.state.store is not None and self.state.series_key:
             self.state.store.add_result(self.state.series_key, "seg", card.id, card.version, path, mask.provider, summary)
         names = {info.value: info.name for info in mask.label_info}

@@ -106,6 +106,9 @@ class Report:
     signer: str | None = None           # the signing certificate's subject common name
     signed_at: str | None = None        # UTC ISO 8601
     template_version: str | None = None  # the template's version when the report was drafted
+    # What the AI results must be read with, from the analysis the draft was made from: e.g. that the
+    # models ran outside their validated domain and why (viewer.inference.domain).
+    ai_cautions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -166,7 +169,7 @@ class Report:
             images = tuple(KeyImage(**{**k, "point_lps_mm": tuple(k["point_lps_mm"]) if k.get("point_lps_mm") else None})
                            for k in data.get("key_images") or ())
             rest = {k: v for k, v in data.items() if k not in ("values", "findings", "key_images")}
-            for key in ("seg_paths", "source_paths"):
+            for key in ("seg_paths", "source_paths", "ai_cautions"):
                 rest[key] = tuple(rest.get(key) or ())
             return Report(values=values, findings=findings, key_images=images, **rest)
         except (KeyError, TypeError) as exc:

@@ -401,6 +401,18 @@ def _check_inputs(report: Report, identity: Any, summary: SummaryApproval | None
             raise ReportError(f"picture {path} for report {report.id} does not exist")
 
 
+def _box(page: "_Layout", texts: list[str], colour: str) -> None:
+    """Bold paragraphs on a shaded band the width of the text, under the report's header."""
+    step = 9 * 1.35 / 72
+    box_lines = [line for text in texts for line in page.lines(text, 9, TEXT_W - 0.2, weight="bold")]
+    box_h = len(box_lines) * step + 0.14
+    page.room(box_h)
+    page.shade(MARGIN, page.y, TEXT_W, box_h, colour)
+    for i, line in enumerate(box_lines):
+        page._put(MARGIN + 0.1, page.y + 0.07 + i * step, line, fontsize=9, weight="bold")
+    page.y += box_h + 0.1
+
+
 def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: SummaryApproval | None = None,
                *, title: str | None = None,
                sections: Sequence[tuple[str, Sequence[tuple[str, str]]]] | None = None) -> bytes:
@@ -424,12 +436,9 @@ def render_pdf(report: Report, charts: Sequence[str | Path] = (), summary: Summa
     if report.series_uid:
         page.paragraph(f"Series UID: {report.series_uid}", size=8, colour=MUTED, after=0.0)
     page.paragraph(f"Report: {report.id}, template {report.template_id}", size=8, colour=MUTED)
-    box_lines = page.lines(DECISION_SUPPORT, 9, TEXT_W - 0.2, weight="bold")
-    box_h = len(box_lines) * 9 * 1.35 / 72 + 0.14
-    page.shade(MARGIN, page.y, TEXT_W, box_h, "#fff4d6")
-    for i, line in enumerate(box_lines):
-        page._put(MARGIN + 0.1, page.y + 0.07 + i * 9 * 1.35 / 72, line, fontsize=9, weight="bold")
-    page.y += box_h + 0.1
+    _box(page, [DECISION_SUPPORT], "#fff4d6")
+    if report.ai_cautions:  # e.g. the models ran outside their validated domain: said before any AI value
+        _box(page, list(report.ai_cautions), "#fde2e4")
 
     nodules_drawn = False
     for section, items in layout:

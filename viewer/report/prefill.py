@@ -1,7 +1,10 @@
 """Prefill a template from results: the nodules (from `radsight analyze --json` or the store's
 rows with the reader's decisions), their measurements, types and Lung-RADS categories, and the
 study assessment. Every prefilled value and finding keeps its provenance and starts unconfirmed;
-nodules the reader rejected stay in the report as include=False, for the audit trail.
+nodules the reader rejected stay in the report as include=False, for the audit trail. A study
+assessment the AI made alone is a proposal "pending reader review" (category 1 for "AI found no
+nodules" included): it enters the draft unconfirmed, so only the reader's confirmation makes it the
+report's. When the models ran outside their validated domain, the report's `ai_cautions` say so.
 
 Each PREFILL_SOURCES name (viewer.report.templates) has one filler here.
 """
@@ -15,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from viewer.analysis.guidelines import CATEGORY_ORDER, LUNG_RADS_MANAGEMENT, most_suspicious
+from viewer.inference.domain import outside_summary
 from viewer.report.model import FieldValue, Finding, Provenance, Report, ReportError
 from viewer.report.templates import Template, TemplateField
 
@@ -55,7 +59,18 @@ def prefill(template: Template, analysis: dict | None = None, *, nodule_rows: li
                   findings=tuple(findings) if uses_findings else (),
                   seg_paths=tuple(str(p) for p in (analysis.get("outputs") or {}).get("seg") or ()),
                   source_paths=tuple(str(p) for p in study.get("source_paths") or ()),
-                  template_version=template.version)
+                  template_version=template.version, ai_cautions=ai_cautions(analysis))
+
+
+def ai_cautions(analysis: dict) -> tuple[str, ...]:
+    """What the AI results of `analysis` must be read with: the models run outside their validated
+    domain, with the reasons. Reads the analyze JSON's "domain" or, in what the store keeps of an
+    analysis, each model entry's "domain"."""
+    checks = (analysis.get("domain") or {}).get("checks")
+    if checks is None:
+        checks = [m["domain"] for m in analysis.get("models") or () if isinstance(m, dict) and m.get("domain")]
+    summary = outside_summary(checks)
+    return (summary,) if summary else ()
 
 
 def _id_order(nodule_id: Any) -> tuple:
@@ -159,8 +174,12 @@ def _lung_rads(c: _Context) -> tuple[dict, Provenance] | None:
     if not c.findings and "Lung-RADS" in str(assessment.get("guideline", "")) and assessment.get("category"):
         provenance = c.analysis_provenance()
         return (assessment, provenance) if provenance else None
+    if not c.findings and assessment.get("proposed_category") and c.analysis_provenance():
+        # "AI found no nodules": the AI's proposal, unconfirmed like every prefilled value.
+        return {**assessment, "category": assessment["proposed_category"]}, c.analysis_provenance()
     if not c.findings and c.analysis.get("nodules") is not None and c.analysis_provenance():
-        return ({"category": "1", "management": LUNG_RADS_MANAGEMENT["1"], "rule": "no lung nodules found"},
+        return ({"category": "1", "management": LUNG_RADS_MANAGEMENT["1"],
+                 "rule": "AI found no nodules; category 1 pending reader review"},
                 c.analysis_provenance())
     return None
 

@@ -17,6 +17,12 @@ PS3.16 has no concept for a reader accepting or editing an AI finding, so that e
 private: 99RADSIGHT "reader-decision" with the values accepted / edited / rejected. A measured
 or reader-drawn finding carries neither.
 
+AI results outside their models' validated domain (report.ai_cautions, from the input check of
+viewer.inference.domain): TID 1500 has no concept for it, and TID 1411's qualitative evaluations
+take coded values only, so the cautions go where TID 1500 puts free-text study-level judgements:
+its "Qualitative Evaluations" container (UMLS C0034375, rows 10-12 of TID 1500), as TEXT items
+named DCM 121106 "Comment". Any SR viewer shows them; nothing private is needed.
+
 UIDs of a report version are name-based (UUID v5 in the 2.25 arc) from the report id and
 version, so an amendment references its predecessor's SOP Instance UID without a lookup.
 """
@@ -66,6 +72,7 @@ TYPES = {"solid": hd.sr.CodedConcept("solid", PRIVATE, "Solid nodule"),
          "part-solid": hd.sr.CodedConcept("part-solid", PRIVATE, "Part-solid nodule"),
          "ground-glass": hd.sr.CodedConcept("112120", "DCM", "Ground glass opacity")}
 LUNG_RADS = hd.sr.CodedConcept("lung-rads-v2022", PRIVATE, "Lung-RADS v2022 category")
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 CERTAINTY = codes.DCM.CertaintyOfFinding
 READER_DECISION = hd.sr.CodedConcept("reader-decision", PRIVATE, "Reader decision on AI finding")
 DECISION_CODES = {d: hd.sr.CodedConcept(d, PRIVATE, f"AI finding {d} by reader") for d in DECISIONS}
@@ -265,6 +272,11 @@ def build_sr(report: Report, identity: Identity | None = None, source_dir: Path 
     texts = [f"{name}: {v.value}{' ' + v.unit if v.unit else ''}" for name, v in report.values.items()
              if v.value not in (None, "")]
     items = []
+    if report.ai_cautions:
+        cautions = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
+                                              relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+        cautions.ContentSequence = hd.sr.ContentSequence([_text(codes.DCM.Comment, c) for c in report.ai_cautions])
+        items.append(cautions)
     impression = report.values.get("impression")
     if impression is not None and impression.value:
         items.append(_text(codes.DCM.Impression, str(impression.value)))

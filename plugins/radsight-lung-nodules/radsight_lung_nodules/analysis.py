@@ -24,6 +24,8 @@ from viewer.core.errors import RadSightError
 from viewer.core.volume import Volume
 from viewer.dicom import load_series, open_path
 from viewer.dicom.study_facts import StudyFacts, read_study_facts
+from viewer.inference.domain import detector_sensitivity
+from viewer.inference.registry import discover
 from radsight_lung_nodules.records import detection_record, lung_rads
 
 GUIDELINES = ("lung-rads", "fleischner")
@@ -63,7 +65,7 @@ def run(context) -> dict:
     if context.store is not None:
         _store(context.store, current, present)
     records = sorted(present, key=_label_order) + _resolved(tracking, len(visits) - 1)
-    assessment = _study_assessment(records, guideline)
+    assessment = _study_assessment(records, guideline, context.summary)
     longitudinal = tracking.to_json()
     out = Path(context.out_dir) / "nodules.json"
     out.write_text(json.dumps({"nodules": records, "assessment": assessment, "longitudinal": longitudinal}, indent=1))
@@ -232,25 +234,34 @@ def _fleischner(m, multiple: bool) -> dict | None:
     return {"version": "2017", "category": a.category, "management": a.management, "rule": a.rule}
 
 
-def _study_assessment(records: list[dict], guideline: str) -> dict | None:
+def _study_assessment(records: list[dict], guideline: str, analysis: dict | None = None) -> dict | None:
     """The study's category is its most suspicious nodule's (Lung-RADS); Fleischner follows the
-    largest nodule's recommendation."""
+    largest nodule's recommendation. It comes from AI alone, so it is "pending reader review";
+    with no nodule it says "AI found no nodules" with the detector's measured sensitivity and
+    proposes category 1, which only the reader's confirmation gives (viewer/report/prefill.py).
+    `analysis`: the analyze JSON so far (its models and their input check, "domain")."""
+    domain = (analysis or {}).get("domain") or {}
+    ai = {"status": "pending reader review", "source": "ai", "outside_domain": domain.get("summary")}
     present = [r for r in records if r.get("present", True)]
     if guideline == "fleischner":
         found = [r for r in present if r.get("fleischner")]
         if not found:
             return None
         largest = max(found, key=lambda r: r["mean_diameter_mm"])
-        return {"guideline": "Fleischner 2017", "nodule": largest["id"], **largest["fleischner"]}
+        return {"guideline": "Fleischner 2017", "nodule": largest["id"], **largest["fleischner"], **ai}
     pairs = [(Assessment(r["lung_rads"]["category"], r["lung_rads"]["management"], r["lung_rads"]["rule"]), r["id"])
              for r in present if r.get("lung_rads")]
     if not pairs:
-        return {"guideline": "Lung-RADS v2022", "category": "1", "management": LUNG_RADS_MANAGEMENT["1"],
-                "rule": "no lung nodules found", "nodule": None}
+        ran = {m["id"] for m in (analysis or {}).get("models") or ()}
+        registry = discover()
+        cards = [c for c in registry.cards if c.id in ran] or registry.cards
+        return {"guideline": "Lung-RADS v2022", "category": None, "proposed_category": "1",
+                "management": f"{LUNG_RADS_MANAGEMENT['1']} (category 1 once the reader confirms there is no nodule)",
+                "rule": f"AI found no nodules: {detector_sensitivity(cards)}", "nodule": None, **ai}
     top = worst([a for a, _ in pairs])
     nodule = next(i for a, i in pairs if a is top)
     return {"guideline": "Lung-RADS v2022", "category": top.category, "management": top.management,
-            "rule": top.rule, "nodule": nodule}
+            "rule": top.rule, "nodule": nodule, **ai}
 
 
 def _store(store, current: _Visit, records: list[dict]) -> None:

@@ -151,6 +151,10 @@ class NodulePanel(QWidget):
         self.table.setMinimumHeight(170)  # header and about five rows
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.ai_note = QLabel("")  # what the last AI detection must be read with (set by _detected)
+        self.ai_note.setWordWrap(True)
+        self.ai_note.setStyleSheet("color: #b00020; font-weight: bold")
+        self.ai_note.setVisible(False)
         self.figure = Figure(figsize=(4.5, 3.0), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(230)
@@ -162,6 +166,7 @@ class NodulePanel(QWidget):
             decide.addWidget(w)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.ai_note)
         layout.addWidget(self.table, 1)
         layout.addLayout(decide)
         layout.addWidget(self.status)
@@ -171,6 +176,8 @@ class NodulePanel(QWidget):
     # model -> view -----------------------------------------------------------------------
     def _on_volume(self) -> None:
         self.editing = None
+        self.ai_note.setText("")
+        self.ai_note.setVisible(False)
         self.nodules.load(self.state.store, self.state.series_key)
 
     def _on_model(self, event: str, nodule_id: str | None) -> None:
@@ -332,16 +339,26 @@ class NodulePanel(QWidget):
 
         def work(progress, cancelled):
             from viewer.analysis.detection import detect_in_study
+            from viewer.inference.domain import check_study, detector_sensitivity, outside_summary
+            from viewer.inference.registry import discover
 
-            return detect_in_study(volume, progress=progress, cancelled=cancelled)
+            cards = discover().for_modality("CT")
+            found = detect_in_study(volume, progress=progress, cancelled=cancelled)
+            return found, outside_summary(check_study(cards, volume).values()), detector_sensitivity(cards)
 
-        return self.window.run_job(work, "Detecting nodules", lambda found: self._detected(found, volume))
+        return self.window.run_job(work, "Detecting nodules", lambda result: self._detected(*result, volume))
 
-    def _detected(self, detections, volume: Volume) -> None:
+    def _detected(self, detections, outside: str | None, sensitivity: str, volume: Volume) -> None:
+        """The AI's rows, and above the table what they must be read with: a negative is "AI
+        found no nodules" with the detector's sensitivity, and a study outside the models'
+        validated domain says so with the reasons."""
         from radsight_lung_nodules.records import detection_record
 
         if volume is not self.state.volume:
             return
+        notes = [] if detections else [f"AI found no nodules ({sensitivity}); pending reader review."]
+        self.ai_note.setText(" ".join(notes + ([outside] if outside else [])))
+        self.ai_note.setVisible(bool(self.ai_note.text()))
         for item in [i for i in self.nodules.items if i.source == "ai" and i.decision is None]:
             self.nodules.remove(item.id)
         for n, d in enumerate(detections, 1):
