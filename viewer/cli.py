@@ -677,11 +677,13 @@ def build_parser() -> argparse.ArgumentParser:
     from viewer.cli_mesh import add_mesh_parser
     from viewer.cli_render import add_render_parser
     from viewer.cli_report import add_report_parser
+    from viewer.cli_validate import add_validate_parser
 
     add_render_parser(sub)
     add_mesh_parser(sub)
     add_deid_parser(sub)
     add_report_parser(sub)
+    add_validate_parser(sub)
     _add_plugin_commands(sub)
     return parser
 
