@@ -1,0 +1,44 @@
+"""The AI panel shows the domain flag: the bundled (synthetic-only) segmentation model run on a real
+chest CT (the shared LIDC-IDRI slab) is listed as outside its validated domain, in red, with the
+reasons in its tooltip and under the list, and so is the stored result when the study is opened
+again."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+if not os.environ.get("DISPLAY"):
+    if os.environ.get("CI"):
+        pytest.fail("CI runs the tests under xvfb-run; DISPLAY is missing", pytrace=False)
+    pytest.skip("needs an X display (the README's test command runs under xvfb-run)", allow_module_level=True)
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from tests.viewer_window import shown_window  # noqa: E402
+from viewer.inference.domain import OUTSIDE  # noqa: E402
+
+SEG_ID = "radsight-demo-lung-nodule-seg"
+
+
+@pytest.mark.slow
+def test_ai_panel_marks_a_real_ct_result_outside_the_validated_domain(qtbot, shared_testdata, tmp_path):
+    with shown_window(qtbot, shared_testdata / "real_ct/lidc_idri_0003_slab", tmp_path / "db.sqlite3") as window:
+        panel = window.ai_panel
+        rows = [panel.models.item(n).data(Qt.UserRole) for n in range(panel.models.count())]
+        panel.models.setCurrentRow(rows.index(SEG_ID))
+        panel.provider.setCurrentText("cpu")
+        panel.run_selected()
+        qtbot.waitUntil(lambda: panel.results.count() == 1, timeout=120000)
+        item = panel.results.item(0)
+        assert item.text().startswith(f"{SEG_ID} 1.1.0 [CPUExecutionProvider]")
+        assert item.text().endswith(f" - {OUTSIDE.upper()}")
+        assert item.foreground().color().name() == "#b00020"
+        assert "synthetic data only" in item.toolTip() and "Pixel spacing 0.82 mm" in item.toolTip()
+        assert panel.status.text().startswith(f"AI results {OUTSIDE}:") and "0.82 mm" in panel.status.text()
+        assert window.state.overlays[-1].source.endswith(OUTSIDE.upper())
+        # The check is stored with the result: opening the study again shows the flag without a re-run.
+        window.state.set_volume(window.state.volume, window.state.series_key)
+        panel.refresh()
+        assert panel.results.count() == 1 and panel.results.item(0).text().endswith(OUTSIDE.upper())
