@@ -89,6 +89,7 @@ def discover(root: Path | str, progress: Progress | None = None) -> Discovery:
             found.cases.append(Case(str(path.relative_to(root)) if path.is_relative_to(root) else path.name, key,
                                     image_file=path))
     _text_references(root, found)
+    found.cases.sort(key=lambda c: c.name)
     return found
 
 
@@ -132,9 +133,11 @@ def _text_references(root: Path, found: Discovery) -> None:
                     _read(found, path, LidcXml.from_file)
                 elif kind == "annotation":
                     try:
-                        voc[path.parent].append(VocSlice.from_file(path))
+                        boxes = VocSlice.from_file(path)
                     except ReferenceError as exc:
                         found.warnings.append(f"reference not used: {exc}")
+                    else:
+                        voc[path.parent].append(boxes)
             elif suffix in TEXT_SUFFIXES and path.stat().st_size < MAX_TEXT_BYTES:
                 if LunaCsv.header_line(path.read_text(errors="replace")) is not None:
                     _read(found, path, LunaCsv.from_file)

@@ -103,13 +103,17 @@ class SrReference:
                 points = target.volume.index_to_lps(ijk)
             else:
                 points = f.points
-            centre = tuple(float(v) for v in points.mean(axis=0))
-            if f.diameter_mm is None:
+            # A CIRCLE is its centre then a point on it (PS3.3 C.18.6.1.2); other shapes: their points' mean.
+            centre = tuple(float(v) for v in (points[0] if f.graphic_type == "CIRCLE" else points.mean(axis=0)))
+            diameter, basis = f.diameter_mm, f.diameter_basis
+            if diameter is None and f.graphic_type == "CIRCLE" and len(points) >= 2:
+                diameter, basis = 2 * float(np.linalg.norm(points[1] - points[0])), "diameter of the SR circle"
+            if diameter is None:
                 out.notes.append(f"{self.path}: {f.name}: no diameter and no region size; left out")
                 continue
             out.lesions.append(ReferenceLesion(
                 id=f"G{n}", source=self.path, format=FORMAT, matched_by=how, centre_lps_mm=centre,
-                diameter_mm=f.diameter_mm, diameter_basis=f.diameter_basis, label=f.finding or f.name))
+                diameter_mm=diameter, diameter_basis=basis, label=f.finding or f.name))
         return out
 
 
@@ -123,7 +127,11 @@ def _region(group) -> tuple[np.ndarray, str, str | None, str] | None:
         return (np.asarray(roi.value, float).reshape(-1, 3), str(roi.graphic_type.value), None,
                 str(roi.frame_of_reference_uid))
     if isinstance(roi, hd.sr.ImageRegion):
-        image = roi.referenced_sop_instance_uid
+        # The image a 2-D region is SELECTED FROM (TID 1410): an IMAGE item in its content.
+        image = next((str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
+                      for item in roi.get("ContentSequence", []) if "ReferencedSOPSequence" in item), None)
+        if image is None:
+            return None
         return np.asarray(roi.value, float).reshape(-1, 2), str(roi.graphic_type.value), str(image), ""
     return None
 
