@@ -155,3 +155,22 @@ def test_validate_detector_on_demo_studies(tmp_path):
     assert entry["scope"] == "detector" and entry["figures"]["cpm"] == f["cpm"]
     assert entry["data_set"]["cases"] == 2
     assert hashlib.sha256(bundled.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.slow
+def test_pointing_game_of_the_bundled_classifier(tmp_path):
+    from viewer.inference.registry import discover
+    from viewer.validation.demo_set import make_demo_set
+    from viewer.validation.methods import ClassifierMethod
+
+    make_demo_set(tmp_path / "set", cases=1, seed=1200)
+    card = discover().get("radsight-demo-nodule-classifier")
+    report = validate(tmp_path / "set", ClassifierMethod(card, "cpu"))
+    game = report["figures"]["pointing_game"]
+    explained = [r["explanation"] for r in report["lesions"] if r["counts"]]
+    assert game["lesions"] == len(explained) == report["figures"]["lesions"] > 0
+    assert game["peak_inside"] == sum(x["peak_inside"] for x in explained)
+    for x in explained:
+        assert 0.0 <= x["mass_inside"] <= 1.0 and x["method"] in ("Grad-CAM", "Occlusion")
+        if x["peak_inside"]:
+            assert x["peak_distance_mm"] < 30.0  # demo nodules are at most ~25 mm across

@@ -124,9 +124,13 @@ def _human(report: dict) -> None:
     print(f"{report['description']} ({report['method']['kind']}: "
           + ", ".join(f"{m['id']} {m['version']}" for m in report["method"]["models"]) + ")")
     for c in report["cases"]:
-        state = f"ERROR {c['error']}" if c["error"] else (f"{c.get('hits', 0)}/{c.get('lesions', 0)} lesions found, "
-                                                         f"{c.get('false_positives', 0)} false positives, "
-                                                         f"{c.get('seconds', 0):.0f} s")
+        if c["error"]:
+            state = f"ERROR {c['error']}"
+        elif "pointing_game" in f:
+            state = f"{c.get('lesions', 0)} lesions explained, {c.get('seconds', 0):.0f} s"
+        else:
+            state = (f"{c.get('hits', 0)}/{c.get('lesions', 0)} lesions found, {c.get('false_positives', 0)} false "
+                     f"positives, {c.get('seconds', 0):.0f} s")
         print(f"  {c['case']}: {state}")
     if "pointing_game" in f:
         p = f["pointing_game"]
