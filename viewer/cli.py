@@ -456,6 +456,11 @@ def cmd_analyze(args) -> int:
             print(f"{m['id']} {m['version']} [{m['provider']}]: {found}")
             for line in _domain_lines(m):
                 print(f"  {line}")
+        for check in (d.get("domain") or {}).get("checks", []):
+            if check["model"] not in {m["id"] for m in d["models"]}:  # e.g. the classifier behind the nodules
+                print(f"{check['model']} {check['version']} (used by the nodule analysis):")
+                for line in _domain_lines({"domain": check}):
+                    print(f"  {line}")
         for line in _nodule_lines(d["nodules"]):
             print(line)
         if d.get("assessment"):
