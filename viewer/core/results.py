@@ -98,6 +98,7 @@ class Heatmap:
     point_lps: tuple[float, float, float] | None = None
     provider: str = ""
     note: str = ""
+    mass_inside: float | None = None  # share of the map's mass inside the finding, when the caller gave it
 
     @property
     def title(self) -> str:

@@ -6,6 +6,7 @@ the crop's position, so it overlays the study exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -13,27 +14,40 @@ import numpy as np
 from viewer.core.results import Heatmap
 from viewer.core.volume import Volume
 from viewer.inference.card import ModelCard
+from viewer.inference.explain_quality import mass_inside
 from viewer.inference.run import (InferenceError, as_batch, check_applicable, classifier_input,
                                   probabilities_of)
 from viewer.inference.session import ModelSession, get_session
-from viewer.inference.torch_twin import (TOLERANCE, TwinError, check_twin, head_after, model_layout, target_layer,
-                                         torch_twin, with_layer_output)
+from viewer.inference.torch_twin import (TOLERANCE, TwinError, check_twin, head_after, layer_grid, model_layout,
+                                         target_layer, torch_twin, with_layer_output)
 from viewer.inference.transforms import output_fill
 
-METHOD_NAMES = {"gradcam": "Grad-CAM", "occlusion": "Occlusion"}
+CAM_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM"}
+CAM_METHODS = tuple(CAM_NAMES)
+METHOD_NAMES = {**CAM_NAMES, "occlusion": "Occlusion"}
 
 
 def explain(volume: Volume, card: ModelCard, point_lps=None, method: str | None = None, target: int | None = None,
             provider: str | None = None, session: ModelSession | None = None,
-            cancelled: Callable[[], bool] | None = None) -> Heatmap:
+            cancelled: Callable[[], bool] | None = None, layer: str | None = None,
+            finding: Callable[[np.ndarray], np.ndarray] | None = None) -> Heatmap:
     """Heatmap of why `card` gives class `target` (default: its top class) for the volume or the
-    crop around `point_lps`. method: 'gradcam', 'occlusion' or 'auto'/None (the card's choice;
-    auto = Grad-CAM when a faithful twin exists, else occlusion, with the reason in `note`)."""
+    crop around `point_lps`. method: a class activation map (gradcam, hirescam, gradcam++,
+    layercam), 'occlusion', or 'auto'/None: the card's choice (explain.method, with explain.cam
+    naming the map), auto = a class activation map when a faithful twin exists, else occlusion,
+    with the reason in `note`. `layer` overrides the card's explain.target_layer.
+
+    `finding`: the lesion as a predicate on LPS points (explain_quality.sphere / in_mask); the
+    share of the map's mass inside it goes into `mass_inside`, and the note says so when most of
+    the map lies outside: then the map does not show that the model looked at the finding."""
     if card.task != "classification":
         raise InferenceError(f"model {card.id} is a {card.task} model; explanations are for classifiers")
     method = (method or card.explain.get("method") or "auto").lower()
     if method not in ("auto", *METHOD_NAMES):
-        raise InferenceError(f"unknown explanation method {method!r}; use gradcam, occlusion or auto")
+        raise InferenceError(f"unknown explanation method {method!r}; use {', '.join(METHOD_NAMES)} or auto")
+    cam = method if method in CAM_NAMES else str(card.explain.get("cam", "gradcam")).lower()
+    if cam not in CAM_NAMES:
+        raise InferenceError(f"model {card.id}: explain.cam {cam!r} is not one of {', '.join(CAM_NAMES)}")
     check_applicable(card, volume)
     session = session or get_session(card, provider)
     pre = classifier_input(volume, card, point_lps)
@@ -43,52 +57,124 @@ def explain(volume: Volume, card: ModelCard, point_lps=None, method: str | None 
     target = int(np.argmax(probabilities)) if target is None else int(target)
     if not 0 <= target < len(card.labels):
         raise InferenceError(f"model {card.id} has classes 0..{len(card.labels) - 1}; no class {target}")
-    note, layer = "", ""
-    if method in ("auto", "gradcam"):
+    note, layer_name = "", ""
+    if method != "occlusion":
         try:
             twin = torch_twin(card)
-            layer, module = target_layer(twin, card)
-            fast = gradcam_on_onnx_activation(card, twin, layer, batch, target, session)
+            layer_name, module = target_layer(twin, card, layer)
+            grid = layer_grid(twin, layer_name, len(batch.shape) - 2)
+            fast = gradcam_on_onnx_activation(card, twin, layer_name, batch, target, session, cam, grid)
             if fast is not None:
                 relevance, diff = fast
                 note = (f"activation from ONNX Runtime, gradients through the torch twin's layers after it "
                         f"(onnx2torch; matches ONNX Runtime within {diff:.1e})")
             else:
                 diff = check_twin(twin, batch, card, scores, probabilities_of)
-                relevance = gradcam(twin, module, model_layout(batch, card), target, batch.shape[2:])
+                relevance = gradcam(twin, module, model_layout(batch, card), target, batch.shape[2:], cam, grid)
                 note = f"torch twin (onnx2torch) matches ONNX Runtime within {diff:.1e}"
-            method = "gradcam"
+            if grid is None:
+                note += "; layer geometry not known, cells assumed spread evenly over the input"
+            method = cam
         except TwinError as exc:
-            if method == "gradcam":
-                raise InferenceError(f"Grad-CAM is not possible: {exc}") from None
-            method, note = "occlusion", f"Grad-CAM not possible ({exc}); occlusion used instead"
+            if method != "auto":
+                raise InferenceError(f"{CAM_NAMES[cam]} is not possible: {exc}") from None
+            method, note = "occlusion", f"{CAM_NAMES[cam]} not possible ({exc}); occlusion used instead"
     if method == "occlusion":
         relevance = occlusion(session, batch, target, card, cancelled)
-    values = _normalise(relevance).reshape(pre.shape)
+    values = pre.with_voxels(_normalise(relevance).reshape(pre.shape).astype(np.float32), unit="1")
     point = tuple(float(v) for v in point_lps) if point_lps is not None else None
-    return Heatmap(pre.with_voxels(values.astype(np.float32), unit="1"), card.ref, METHOD_NAMES[method],
-                   card.labels[target], float(probabilities[target]), layer, point, session.provider, note)
+    heatmap = Heatmap(values, card.ref, METHOD_NAMES[method], card.labels[target], float(probabilities[target]),
+                      layer_name, point, session.provider, note)
+    return with_finding(heatmap, finding) if finding is not None else heatmap
 
 
-def gradcam(model, layer, inputs: np.ndarray, target: int, spatial_shape) -> np.ndarray:
-    """Grad-CAM (captum) of `layer` of the torch `model` for class `target`, upsampled (linear)
-    to `spatial_shape`, the model input's size."""
+MOSTLY_OUTSIDE = 0.5  # below this share of the map's mass inside the finding, the result says so
+
+
+def with_finding(heatmap: Heatmap, finding: Callable[[np.ndarray], np.ndarray]) -> Heatmap:
+    """The heatmap with the share of its mass inside the finding, and a warning in its note when
+    most of it lies outside."""
+    share = mass_inside(heatmap, finding)
+    text = f"{share:.0%} of the map's mass lies inside the finding"
+    if share < MOSTLY_OUTSIDE:
+        text = (f"most of the map lies outside the finding ({share:.0%} inside): the classifier's evidence "
+                f"is not shown to be the finding itself")
+    note = f"{heatmap.note}; {text}" if heatmap.note else text
+    return dataclasses.replace(heatmap, mass_inside=share, note=note)
+
+
+def layer_gradients(model, layer, inputs: np.ndarray, target: int):
+    """(activation, gradient of the target's score) of `layer`, each (1, C, *cells), through
+    captum's layer primitives."""
     import torch
-    from captum.attr import LayerAttribution, LayerGradCam
+    from captum.attr import LayerActivation, LayerGradientXActivation
 
-    cam = LayerGradCam(model, layer).attribute(torch.from_numpy(inputs), target=target, relu_attributions=True)
-    if cam.dim() != len(spatial_shape) + 2:
-        raise TwinError(f"the layer's output has {cam.dim() - 2} spatial axes, the input {len(spatial_shape)}")
-    mode = "trilinear" if len(spatial_shape) == 3 else "bilinear"
-    cam = LayerAttribution.interpolate(cam.detach(), tuple(spatial_shape), mode)
-    return cam[0, 0].numpy()
+    x = torch.from_numpy(inputs)
+    gradient = LayerGradientXActivation(model, layer, multiply_by_inputs=False).attribute(x, target=target)
+    activation = LayerActivation(model, layer).attribute(x)
+    return activation.detach().numpy().astype(np.float64), gradient.detach().numpy().astype(np.float64)
+
+
+def class_activation_map(activation: np.ndarray, gradient: np.ndarray, method: str = "gradcam") -> np.ndarray:
+    """The layer-resolution map (*cells) from a layer's activation A and gradient g (1, C, *cells).
+
+    gradcam:   ReLU(sum_c mean(g_c) A_c)            (Selvaraju et al. 2017; captum LayerGradCam)
+    hirescam:  ReLU(sum_c g_c * A_c)                (Draelos & Carin 2020: cell by cell, so a cell
+                                                     the score does not depend on gets nothing)
+    gradcam++: ReLU(sum_c w_c A_c), w_c = sum(alpha * ReLU(g_c)), alpha = g^2 / (2 g^2 + sum(A) g^3)
+               (Chattopadhay et al. 2018, the closed form for an exponential score)
+    layercam:  ReLU(sum_c ReLU(g_c) * A_c)          (Jiang et al. 2021)
+    captum has Grad-CAM only; the others are these one-line formulas on captum's gradients."""
+    a, g = activation[0], gradient[0]
+    cells = tuple(range(1, a.ndim))
+    if method == "gradcam":
+        cam = np.tensordot(g.mean(axis=cells), a, axes=1)
+    elif method == "hirescam":
+        cam = (g * a).sum(axis=0)
+    elif method == "gradcam++":
+        g2, g3 = g ** 2, g ** 3
+        denominator = 2 * g2 + a.sum(axis=cells, keepdims=True) * g3
+        alpha = np.divide(g2, denominator, out=np.zeros_like(g2), where=np.abs(denominator) > 1e-12)
+        cam = np.tensordot((alpha * np.maximum(g, 0)).sum(axis=cells), a, axes=1)
+    elif method == "layercam":
+        cam = (np.maximum(g, 0) * a).sum(axis=0)
+    else:
+        raise InferenceError(f"unknown class activation map {method!r}; use one of {', '.join(CAM_METHODS)}")
+    return np.maximum(cam, 0)
+
+
+def upsample(cam: np.ndarray, spatial_shape, grid=None) -> np.ndarray:
+    """The layer-resolution map onto the input grid, linearly, with cell o centred on input voxel
+    scale * o + offset (`grid` = (scale, offset) per axis from torch_twin.layer_grid; None: cells
+    evenly spread over the input as captum's LayerAttribution.interpolate assumes). Edges hold
+    the nearest cell's value."""
+    from scipy.ndimage import map_coordinates
+
+    spatial_shape = tuple(int(n) for n in spatial_shape)
+    if cam.ndim != len(spatial_shape):
+        raise TwinError(f"the layer's output has {cam.ndim} spatial axes, the input {len(spatial_shape)}")
+    if grid is None:
+        scale = np.array(spatial_shape, float) / np.array(cam.shape, float)
+        grid = scale, (scale - 1) / 2
+    scale, offset = (np.asarray(v, float) for v in grid)
+    axes = [(np.arange(n) - offset[a]) / scale[a] for a, n in enumerate(spatial_shape)]
+    coordinates = np.stack(np.meshgrid(*axes, indexing="ij"))
+    return map_coordinates(cam, coordinates, order=1, mode="nearest")
+
+
+def gradcam(model, layer, inputs: np.ndarray, target: int, spatial_shape, method: str = "gradcam",
+            grid=None) -> np.ndarray:
+    """Class activation map (`method`, see class_activation_map) of `layer` of the torch `model`
+    for class `target`, on the model input's grid (`upsample`)."""
+    activation, gradient = layer_gradients(model, layer, inputs, target)
+    return upsample(class_activation_map(activation, gradient, method), spatial_shape, grid)
 
 
 _HEADS: dict[tuple, object] = {}
 
 
 def gradcam_on_onnx_activation(card: ModelCard, twin, layer: str, batch: np.ndarray, target: int,
-                               session: ModelSession):
+                               session: ModelSession, method: str = "gradcam", grid=None):
     """(map, largest probability difference) from one ONNX Runtime pass that also yields the
     layer's activation, back-propagated through the twin's head only; None when the graph does not
     split there (then the whole twin is used)."""
@@ -109,7 +195,7 @@ def gradcam_on_onnx_activation(card: ModelCard, twin, layer: str, batch: np.ndar
     if not diff <= TOLERANCE:
         raise TwinError(f"model {card.id} {card.version}: the torch twin after {layer} differs from ONNX Runtime "
                         f"by {diff:.2g} in probability (tolerance {TOLERANCE:g})")
-    return gradcam(head, head.entry, activation, target, batch.shape[2:]), diff
+    return gradcam(head, head.entry, activation, target, batch.shape[2:], method, grid), diff
 
 
 def occlusion(session: ModelSession, batch: np.ndarray, target: int, card: ModelCard,

@@ -91,13 +91,13 @@ def check_twin(twin, batch: np.ndarray, card: ModelCard, onnx_scores: np.ndarray
     return diff
 
 
-def target_layer(twin, card: ModelCard):
-    """(name, module) of the layer to explain: the card's `explain.target_layer` (ONNX node name,
-    as onnx2torch names modules after nodes) or else the last convolution of the graph."""
+def target_layer(twin, card: ModelCard, wanted: str | None = None):
+    """(name, module) of the layer to explain: `wanted`, else the card's `explain.target_layer`
+    (ONNX node name, as onnx2torch names modules after nodes), else the last convolution."""
     import torch
 
     modules = dict(twin.named_modules())
-    wanted = card.explain.get("target_layer")
+    wanted = wanted or card.explain.get("target_layer")
     if wanted:
         name = wanted.lstrip("/")
         if name not in modules:
@@ -111,6 +111,57 @@ def target_layer(twin, card: ModelCard):
     if last is None:
         raise TwinError(f"model {card.id} has no convolution layer for Grad-CAM")
     return last, modules[last]
+
+
+_SPATIALLY_NEUTRAL = ("BatchNorm", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Identity",
+                      "Dropout", "InstanceNorm", "GroupNorm", "LayerNorm", "OnnxBinaryMathOperation", "OnnxCast")
+
+
+def layer_grid(twin, layer_name: str, spatial_dims: int):
+    """(scale, offset) per spatial axis such that cell o of the layer's output is centred on input
+    voxel scale * o + offset, from the convolutions and poolings on the path from the input to the
+    layer; None where that path holds a module whose effect on positions is not known here.
+
+    captum's LayerAttribution.interpolate (F.interpolate, align_corners=False) assumes offset =
+    (scale - 1) / 2, true for unpadded stride-2 pooling but not for padded strided convolutions
+    or poolings (ResNet's 3x3 stride-2 with padding 1 centres cell o on voxel 2o, not 2o + 0.5):
+    three such layers put the map 3.5 voxels off. Hence this bookkeeping, which no library offers."""
+    import torch
+
+    modules = dict(twin.named_modules())
+    nodes = {str(n.target): n for n in twin.graph.nodes if n.op == "call_module"}
+    node = nodes.get(layer_name)
+    if node is None:
+        return None
+    path = []
+    while node is not None and node.op != "placeholder":
+        if node.op == "call_module":
+            module = modules[str(node.target)]
+            if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.MaxPool1d,
+                                   torch.nn.MaxPool2d, torch.nn.MaxPool3d, torch.nn.AvgPool1d, torch.nn.AvgPool2d,
+                                   torch.nn.AvgPool3d)):
+                path.append(module)
+            elif not any(type(module).__name__.startswith(name) for name in _SPATIALLY_NEUTRAL):
+                return None
+        elif node.op != "call_function" and node.op != "call_method":
+            return None
+        node = next((a for a in node.args if hasattr(a, "op")), None)
+    scale, offset = np.ones(spatial_dims), np.zeros(spatial_dims)
+
+    def per_axis(value, default):
+        value = default if value is None else value
+        return np.broadcast_to(np.asarray(value if not isinstance(value, str) else default, float), (spatial_dims,))
+
+    for module in reversed(path):  # input side first
+        if isinstance(getattr(module, "padding", 0), str):
+            return None  # 'same'/'valid' padding strings: leave it to the fallback
+        k = per_axis(module.kernel_size, 1)
+        s = per_axis(module.stride, k)
+        p = per_axis(module.padding, 0)
+        d = per_axis(getattr(module, "dilation", 1), 1)
+        offset = offset + scale * (d * (k - 1) / 2 - p)
+        scale = scale * s
+    return scale, offset
 
 
 def head_after(twin, layer_name: str):
