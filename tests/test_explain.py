@@ -256,3 +256,28 @@ def test_explain_benchmark_reports_ratios_measured_in_the_same_run():
     assert report["gradcam_vs_forward"] == pytest.approx(report["gradcam_s"] / report["forward_onnxruntime_s"])
     assert report["occlusion_s"] > report["gradcam_s"]  # hundreds of forward passes against one
     assert "goal < 3x" in report["text"]
+
+
+def test_explain_json_says_how_much_of_the_map_lies_inside_the_measured_nodule(tmp_path, blob):
+    """`radsight explain --at` measures the nodule at the point and reports the share of the map's
+    mass inside its mask; a point with no nodule gives no such figure."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.dicom_factory import write_blob_ct
+
+    centre = np.array([12.0, -30.0, 55.0])
+    (tmp_path / "ct").mkdir()
+    folder = write_blob_ct(tmp_path / "ct", centre)
+    run = subprocess.run([sys.executable, "-m", "viewer.cli", "explain", str(folder), "--model",
+                          "radsight-demo-nodule-classifier", "--at", ",".join(map(str, centre)),
+                          "--out", str(tmp_path / "map.dcm"), "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(run.stdout)
+    assert 0.0 <= data["mass_inside_finding"] <= 1.0
+    assert "of the map" in data["note"] and "finding" in data["note"]
+    volume, _ = blob
+    from viewer.inference.explain_study import measured_finding
+
+    assert measured_finding(volume, centre + np.array([0.0, 14.0, 0.0])) is None  # lung only: nothing measured

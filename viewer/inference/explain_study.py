@@ -21,7 +21,22 @@ def heatmap_summary(heatmap: Heatmap) -> dict:
     return {"method": heatmap.method, "target": heatmap.target.name, "target_value": heatmap.target.value,
             "probability": heatmap.probability, "layer": heatmap.layer, "note": heatmap.note,
             "point_lps_mm": list(heatmap.point_lps) if heatmap.point_lps else None,
-            "peak_lps_mm": [round(v, 2) for v in heatmap.peak_lps], "description": describe(heatmap)}
+            "peak_lps_mm": [round(v, 2) for v in heatmap.peak_lps], "description": describe(heatmap),
+            "mass_inside_finding": None if heatmap.mass_inside is None else round(heatmap.mass_inside, 3)}
+
+
+def measured_finding(volume, point_lps):
+    """The nodule at the point as `contains` for explain's `finding`: its measured mask
+    (viewer.analysis.nodules.measure_at), or None where nothing measurable is there."""
+    if point_lps is None:
+        return None
+    from viewer.analysis.nodules import MeasurementError, measure_at
+    from viewer.inference.explain_quality import in_mask
+
+    try:
+        return in_mask(measure_at(volume, point_lps).mask)
+    except MeasurementError:
+        return None
 
 
 def same_place(summary: dict):
@@ -66,7 +81,8 @@ def explain_study(path: Path | str, model_id: str, out: Path | str, point_lps=No
     """JSON-ready result: study, model, the map's method, target class, probability and file."""
     card = (registry or discover()).get(model_id)
     series, volume = _largest_series(path, store)
-    heatmap = explain(volume, card, point_lps, method=method, target=target, provider=provider)
+    heatmap = explain(volume, card, point_lps, method=method, target=target, provider=provider,
+                      finding=measured_finding(volume, point_lps))
     saved = save_heatmap(heatmap, series, out, store, palette)
     return {"study_uid": series.first.study_uid, "series_uid": series.first.series_uid, "series_key": series.key,
             "model": {"id": card.id, "version": card.version, "provider": heatmap.provider}, **saved}
@@ -77,4 +93,5 @@ def explain_points(path: Path | str, model_id: str, points, out: Path | str, sto
     """One classification with its map per point (the study is loaded once); for the demo and batch use."""
     card = (registry or discover()).get(model_id)
     series, volume = _largest_series(path, store)
-    return [save_heatmap(explain(volume, card, point, provider=provider), series, out, store) for point in points]
+    return [save_heatmap(explain(volume, card, point, provider=provider, finding=measured_finding(volume, point)),
+                         series, out, store) for point in points]
