@@ -42,3 +42,20 @@ def test_ai_panel_marks_a_real_ct_result_outside_the_validated_domain(qtbot, sha
         window.state.set_volume(window.state.volume, window.state.series_key)
         panel.refresh()
         assert panel.results.count() == 1 and panel.results.item(0).text().endswith(OUTSIDE.upper())
+
+
+def test_a_report_drafted_in_the_viewer_carries_the_stored_check(tmp_path):
+    """The report panel drafts from what the store keeps of the analysis: the SEG result's input
+    check becomes the draft's ai_cautions, which the SR and PDF print."""
+    from viewer.qt.report_panel import stored_analysis
+    from viewer.report.prefill import prefill
+    from viewer.report.templates import find_template
+    from viewer.store import Store
+
+    check = {"model": SEG_ID, "version": "1.1.0", "within": False, "status": OUTSIDE,
+             "reasons": ["Pixel spacing 0.50 mm is outside the training range 0.9-2.6 mm."]}
+    with Store(tmp_path / "db.sqlite3") as store:
+        store.add_result("2.25.7", "seg", SEG_ID, "1.1.0", tmp_path / "seg.dcm", "cpu", {"labels": {}, "domain": check})
+        analysis = stored_analysis(store, "2.25.7")
+    report = prefill(find_template("lung-screening-ldct-lungrads-2022"), analysis, study={"study_uid": "2.25.8"})
+    assert report.ai_cautions == (f"AI results {OUTSIDE}. {SEG_ID} 1.1.0: {check['reasons'][0]}",)

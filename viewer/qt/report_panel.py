@@ -138,7 +138,9 @@ def stored_analysis(store, series_key: str | None) -> dict | None:
     if not segs:
         return None
     latest = segs[-1]
-    return {"models": [{"id": latest["model_id"], "version": latest["model_version"]}],
+    # The model's input check stored with the result: the draft's ai_cautions (viewer.report.prefill).
+    return {"models": [{"id": latest["model_id"], "version": latest["model_version"],
+                        "domain": (latest.get("summary") or {}).get("domain")}],
             "outputs": {"seg": [latest["path"]]}}
 
 
