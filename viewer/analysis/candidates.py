@@ -1,7 +1,8 @@
 """Nodule candidates in a CT volume: where a nodule may be, before anything is measured.
 
 Two sources: connected components of a segmentation model's nodule probability map when it has
-any, and a classical blob detector inside the lung that works without it. Both, because a model's
+any, and a classical blob detector inside the lung region (viewer.analysis.lung_region, from the CT
+itself, plus a model's lung label closed over the pleura by `search_region`) that works without it. Both, because a model's
 nodule channel misses some nodules (the bundled model's card gives its sensitivity) and a model
 without one, or no model at all (threshold lung mask), must still find nodules.
 
@@ -23,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from viewer.analysis.grids import block_max, block_mean
 from viewer.core.volume import Volume
 
 # Scales (mm): sigma = r / sqrt(3) for nodule radii ~2.4 to ~14 mm, a factor sqrt(2) apart.
@@ -31,8 +33,6 @@ MIN_RESPONSE_HU = 60.0    # normalised LoG at the centre: solid nodules give ~30
 MIN_SHAPE = 0.25          # weakest / strongest Hessian curvature: a sphere 1, a straight tube 0
 CLOSING_MM = 10.0         # the lung mask is closed over dents this deep (juxtapleural nodules)
 MARGIN_MM = 3.0           # and dilated this far past the pleura
-LUNG_HU = -400.0          # the threshold lung mask (no model): aerated below this
-MIN_LUNG_ML = 50.0        # air components smaller than this are not lung (bowel gas, noise)
 
 Cancelled = Callable[[], bool]
 
@@ -48,29 +48,13 @@ class Candidate:
     shape: float          # blob: weakest / strongest curvature (0..1); channel: 1.0
 
 
-def threshold_lung_mask(volume: Volume) -> Volume:
-    """Lungs without a model: aerated components (HU < -400) not reaching the scan's in-plane
-    border (that is air around the patient), each at least 50 mL. Airways come with them, which
-    does no harm to detection: airway walls are tubes."""
-    air = volume.voxels < LUNG_HU
-    labels, count = ndimage.label(air)
-    if count == 0:
-        return volume.with_voxels(np.zeros(volume.shape, np.uint8), unit="")
-    border = np.unique(np.concatenate([labels[:, [0, -1], :].ravel(), labels[:, :, [0, -1]].ravel()]))
-    sizes = np.bincount(labels.ravel()) * float(np.prod(volume.spacing)) / 1000.0
-    keep = sizes >= MIN_LUNG_ML
-    keep[0] = False
-    keep[border] = False
-    return volume.with_voxels(keep[labels].astype(np.uint8), unit="")
-
-
 def search_region(lung: np.ndarray, volume: Volume) -> np.ndarray:
     """Where candidates may lie: the lung with its holes filled (nodules the model left out),
     closed over dents at the pleura (juxtapleural nodules) and dilated a little. Done on a grid of
     about 3 mm, which is ample for a region whose edges are 10 mm morphology."""
     spacing = np.array(volume.spacing)[::-1]  # z, y, x
     factor = np.maximum(np.floor(3.0 / spacing), 1).astype(int)
-    coarse = _block_max(lung > 0, factor)
+    coarse = block_max(lung > 0, factor)
     image = sitk.GetImageFromArray(coarse.astype(np.uint8))
     image.SetSpacing(tuple(float(s) for s in (spacing * factor)[::-1]))
     # Morphology by a distance threshold: a ball of any radius in mm, in linear time.
@@ -119,10 +103,10 @@ def blob_candidates(volume: Volume, region: np.ndarray, progress: Callable[[int,
         if cancelled is not None and cancelled():
             return []
         factor = np.maximum(np.floor(sigma / spacing), 1).astype(int)
-        image = _block_mean(hu, factor)
+        image = block_mean(hu, factor)
         step = spacing * factor
         response = _normalised_log(image, sigma / step)
-        mask = _block_max(inside, factor)[:image.shape[0], :image.shape[1], :image.shape[2]]
+        mask = block_max(inside, factor)[:image.shape[0], :image.shape[1], :image.shape[2]]
         peaks = (response >= MIN_RESPONSE_HU) & mask & \
             (response == ndimage.maximum_filter(response, size=3, mode="nearest"))
         at = np.argwhere(peaks)
@@ -216,23 +200,3 @@ def _bounding_box(mask: np.ndarray, volume: Volume, pad_mm: float):
         hit = np.flatnonzero(mask.any(axis=other))
         box.append(slice(max(hit[0] - pad[axis], 0), min(hit[-1] + pad[axis] + 1, mask.shape[axis])))
     return tuple(box)
-
-
-def _blocks(array: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """(Z, fz, Y, fy, X, fx) view of the array padded by edge values to whole blocks."""
-    pad = [(0, (-n) % f) for n, f in zip(array.shape, factor)]
-    padded = np.pad(array, pad, mode="edge") if any(p[1] for p in pad) else array
-    z, y, x = (n // f for n, f in zip(padded.shape, factor))
-    return padded.reshape(z, factor[0], y, factor[1], x, factor[2])
-
-
-def _block_mean(array: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    if np.all(factor == 1):
-        return array
-    return _blocks(array, factor).mean(axis=(1, 3, 5), dtype=np.float32)
-
-
-def _block_max(array: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    if np.all(factor == 1):
-        return array
-    return _blocks(array, factor).max(axis=(1, 3, 5))

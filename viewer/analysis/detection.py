@@ -1,11 +1,14 @@
 """AI-assisted nodule detection: candidates, false-positive reduction, and a measurement for each.
 
-Candidates come from the segmentation model's nodule channel when it has any, and from a blob
-detector inside the lung (viewer.analysis.candidates) always, which finds what the channel
-misses. Channel candidates come first, so a nodule both find is credited to the model. Each
+The search covers the lung region built from the CT itself (viewer.analysis.lung_region: each
+lung closed over dents up to ~60 mm, so juxtapleural and hilar lesions stay in), joined with a
+model's lung label when there is one. Masses (> 30 mm) are found whole in that region
+(viewer.analysis.masses). Nodule candidates come from the segmentation model's nodule channel when
+it has any, and from a blob detector (viewer.analysis.candidates) always, which finds what the
+channel misses. Channel candidates come first, so a nodule both find is credited to the model. Each
 candidate is then measured with `measure_at`, which refuses vessels, the chest wall and empty lung
 with a reason; what it measures must be 3-30 mm across (the Lung-RADS range of a nodule), mostly
-surrounded by lung (a piece of the hilum or the diaphragm is not), about as full as an ellipsoid,
+surrounded by lung or chest wall (a piece of the hilum or the diaphragm is not), about as full as an ellipsoid,
 not a junction where three or more vessels meet, and not the same nodule as an earlier
 detection. The bundled type classifier, when given, adds class probabilities and raises or
 lowers the score.
@@ -17,25 +20,30 @@ so a reader can judge an AI finding before accepting, editing or rejecting it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
-from viewer.analysis.candidates import (Candidate, blob_candidates, channel_candidates, search_region,
-                                        threshold_lung_mask)
-from viewer.analysis.nodules import AERATED_HU, OPENING_FRACTIONS, MeasurementError, NoduleMeasurement, measure_at
+from viewer.analysis.candidates import Candidate, blob_candidates, channel_candidates, search_region
+from viewer.analysis.lung_region import lung_region
+from viewer.analysis.masses import find_masses
+from viewer.analysis.nodules import OPENING_FRACTIONS, MeasurementError, NoduleMeasurement, measure_at
 from viewer.core.errors import RadSightError
 from viewer.core.results import Classification, Mask, ModelRef
 from viewer.core.volume import Volume
 
 METHOD_CHANNEL = "seg-model nodule channel"
 METHOD_BLOB = "lung-mask blob detector"
+METHOD_MASS = "lung-region mass finder"
 MIN_DIAMETER_MM = 3.0
-MAX_DIAMETER_MM = 30.0
+MAX_DIAMETER_MM = 30.0     # larger: a mass (Fleischner glossary), found by viewer.analysis.masses
 DENSE_HU = -700.0          # denser than aerated lung: what a nodule is made of (ground glass included)
 MIN_INSCRIBED_MM = 0.8     # a >= 4 mm nodule has a core this far from lung (voxel centres); thinner = small vessel
-MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lung; the hilum and diaphragm have less
+MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lung or chest wall; the hilum has less
+CONTACT_HU = -500.0        # lung around a nodule: below this. Not -700: a real scanner's blur puts the
+                           # 1-2 mm shell of a nodule at -550 to -800 HU; soft tissue is above -100
+MIN_LUNG_ML = 20.0         # less aerated lung than this: no lung in the field of view
 MIN_FILL = 0.6             # volume / sphere of the mean diameter: a nodule is a (near) ellipsoid, a vessel fork is not
 BRANCH_HU = -500.0         # a vessel leaving the nodule: denser than this where it crosses the shell around it
 BRANCH_SECTION = 0.15      # a branch counts when its cross-section is at least this share of the nodule's
@@ -62,10 +70,11 @@ class Detection:
     models: tuple[ModelRef, ...]
     class_probabilities: dict[str, float] = field(default_factory=dict)  # solid / part-solid / ground-glass
     score_basis: str = ""
+    side: str = ""                                # "right" or "left" lung (patient's side)
 
     def to_json(self) -> dict:
         return {**self.measurement.to_json(), "score": round(self.score, 3), "method": self.method,
-                "score_basis": self.score_basis,
+                "score_basis": self.score_basis, "side": self.side,
                 "models": [{"id": m.id, "version": m.version} for m in self.models],
                 "class_probabilities": {k: round(v, 3) for k, v in self.class_probabilities.items()}}
 
@@ -75,31 +84,34 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
                    cancelled: Callable[[], bool] | None = None, models: tuple[ModelRef, ...] = ()) -> list[Detection]:
     """Nodules in a CT volume (HU), highest score first.
 
-    `lung_mask`: nonzero = lung, on the study grid; None uses a threshold lung mask (no model
-    needed). `nodule_probability`: a model's nodule probability on the study grid, if any.
+    `lung_mask`: a model's lung label (nonzero = lung) on the study grid, or None. The search
+    always covers the lung region built from the CT itself (viewer.analysis.lung_region), which
+    keeps juxtapleural nodules and masses a model's lung label may leave out; a model's label
+    adds to it. `nodule_probability`: a model's nodule probability on the study grid, if any.
     `classifier(volume, point_lps) -> Classification` scores each nodule's type. `models`: the
     models behind the masks, recorded in every detection. `cancelled()` is checked between
     candidates; when it returns True detection stops and returns what it has.
     """
     _check_ct(volume)
-    if lung_mask is None:
-        lung_mask = threshold_lung_mask(volume)
     for name, other in (("lung mask", lung_mask), ("nodule probability", nodule_probability)):
         if other is not None and other.shape != volume.shape:
             raise DetectionError(f"the {name} has shape {other.shape} (z, y, x) but the CT volume "
                                  f"{_name(volume)} has {volume.shape}: it belongs to another series")
-    if not np.any(lung_mask.voxels):
-        raise DetectionError(f"no lung found in {_name(volume)}: the lung mask is empty "
-                             "(is this a chest CT? is the lung in the field of view?)")
     say = progress or (lambda done, total, message: None)
     stop = cancelled or (lambda: False)
     say(0, 1, "finding the lungs' search region")
-    region = search_region(lung_mask.voxels, volume)
+    lungs = lung_region(volume)
+    model_lung = lung_mask is not None and np.any(lung_mask.voxels)
+    if lungs.air_ml < MIN_LUNG_ML and not model_lung:
+        raise DetectionError(f"no lung found in {_name(volume)}: {lungs.air_ml:.0f} mL of aerated lung "
+                             "(is this a chest CT? is the lung in the field of view?)")
+    region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
+    say(0, 1, "looking for masses")
+    detections: list[Detection] = [_mass_detection(volume, m, models) for m in find_masses(volume, lungs)]
     candidates: list[Candidate] = []
     if nodule_probability is not None:
         candidates += channel_candidates(nodule_probability)
     candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
-    detections: list[Detection] = []
     for n, candidate in enumerate(candidates):
         if stop():
             break
@@ -111,7 +123,7 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
             continue
         if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_DIAMETER_MM:
             continue
-        if _air_contact(volume, m) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
+        if _air_contact(volume, m, region) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
             continue
         if _branches(volume, m) > MAX_BRANCHES:
             continue
@@ -119,6 +131,8 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
             continue
         detections.append(_detection(volume, candidate, m, classifier, models))
     say(len(candidates), len(candidates), f"{len(detections)} nodules detected")
+    detections = [replace(d, side="right" if d.measurement.centre_lps_mm[0] < lungs.midline_x_mm else "left")
+                  for d in detections]
     return sorted(detections, key=lambda d: -d.score)
 
 
@@ -319,17 +333,17 @@ def _branches(volume: Volume, m: NoduleMeasurement) -> int:
 def _hu_under(volume: Volume, m: NoduleMeasurement) -> np.ndarray | None:
     """The study's HU on the measurement mask's sub-grid (None if it does not fit the study)."""
     start = np.rint(volume.lps_to_index(m.mask.index_to_lps([0, 0, 0]))).astype(int)[::-1]
-    nz, ny, nx = m.mask.shape
     if np.any(start < 0):
         return None
-    hu = volume.voxels[start[0]:start[0] + nz, start[1]:start[1] + ny, start[2]:start[2] + nx]
+    hu = _under(volume.voxels, volume, m)
     return hu if hu.shape == m.mask.shape else None
 
 
-def _air_contact(volume: Volume, m: NoduleMeasurement) -> float:
-    """Share of the shell 1-2 mm outside the nodule that is aerated lung. A nodule lies in lung
-    (free: ~1; at the pleura or a vessel: still more than half); a piece of the hilum, the
-    mediastinum or the diaphragm that measured as a blob is mostly wrapped in soft tissue."""
+def _air_contact(volume: Volume, m: NoduleMeasurement, region: np.ndarray) -> float:
+    """Share of the shell 1-2 mm outside the nodule that is aerated lung or lies outside the lung
+    region (the chest wall under a juxtapleural nodule). A nodule lies in lung, free or on the
+    pleura; a piece of the hilum, the mediastinum or the diaphragm that measured as a blob is
+    wrapped in soft tissue that the region's closing took in."""
     mask = m.mask.voxels > 0
     spacing = np.array(m.mask.spacing)[::-1]
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing)
@@ -337,4 +351,22 @@ def _air_contact(volume: Volume, m: NoduleMeasurement) -> float:
     hu = _hu_under(volume, m)
     if hu is None or not shell.any():
         return 1.0
-    return float(np.mean(hu[shell] < AERATED_HU))
+    within = _under(region, volume, m)
+    return float(np.mean((hu[shell] < CONTACT_HU) | ~within[shell]))
+
+
+def _under(array: np.ndarray, volume: Volume, m: NoduleMeasurement) -> np.ndarray:
+    """A study-grid array on the measurement mask's sub-grid (the caller has checked it fits)."""
+    start = np.rint(volume.lps_to_index(m.mask.index_to_lps([0, 0, 0]))).astype(int)[::-1]
+    nz, ny, nx = m.mask.shape
+    return array[start[0]:start[0] + nz, start[1]:start[1] + ny, start[2]:start[2] + nx]
+
+
+def _mass_detection(volume: Volume, m: NoduleMeasurement, models: tuple[ModelRef, ...]) -> Detection:
+    """A mass from viewer.analysis.masses. The region and the mass finder are HU rules, so the
+    score says how clearly it is a mass (its mean diameter against 60 mm); `models` are those of
+    the detection run it belongs to (the type classifier's 32 mm crop cannot judge a mass)."""
+    score = float(np.clip(m.mean_diameter_mm / 60.0, 0.5, 1.0))
+    basis = ("solid lesion > 30 mm in the CT-derived lung region; score = mean diameter / 60 mm "
+             "(0.5 at 30 mm, 1 from 60 mm); found by HU rules, not by a model")
+    return Detection(m, score, METHOD_MASS, tuple(models), {}, basis)

@@ -18,7 +18,7 @@ Method (all in millimetres, so anisotropic grids behave the same):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -57,6 +57,7 @@ class NoduleMeasurement:
     solid_mean_diameter_mm: float | None
     juxtapleural: bool
     mask: Volume  # the nodule's voxels on a sub-grid of the study (uint8), for display and editing
+    kind: str = "nodule"  # "mass" when larger than 30 mm (Fleischner glossary: a mass is > 3 cm)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -124,6 +125,18 @@ def remeasure(volume: Volume, mask: Volume) -> NoduleMeasurement:
     distance = np.linalg.norm((grid - centre) * np.array(roi.spacing)[::-1], axis=-1)
     lung = _fill_holes(_close(_air_near(~dense, distance), WALL_BALL_MM, roi))
     return _numbers(roi, hu, nodule, nodule, background, _level(hu, nodule, roi), lung, dense)
+
+
+def measurement_of(roi: Volume, lesion: np.ndarray, lung: np.ndarray, kind: str = "nodule") -> NoduleMeasurement:
+    """The numbers of a lesion already delineated on `roi` (a sub-grid of the study in HU):
+    `lesion` its voxels, `lung` the lung region there (for the juxtapleural flag). Used for masses,
+    which are found as a whole rather than grown from a click."""
+    hu = roi.voxels.astype(np.float32)
+    aerated = (hu < AERATED_HU) & ~lesion
+    background = float(np.median(hu[aerated])) if aerated.any() else -850.0
+    dense = hu > background + LOW_MARGIN_HU
+    m = _numbers(roi, hu, lesion, lesion, background, _level(hu, lesion, roi), lung | lesion, dense)
+    return m if kind == "nodule" else replace(m, kind=kind)
 
 
 class _TouchesBorder(Exception):

@@ -9,6 +9,7 @@ rejected; a prior never analysed is detected afresh with the same models.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -16,6 +17,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from viewer.analysis.detection import Detection, detect_in_study
+from viewer.analysis.patterns import LUNG_RADS_CATEGORY as PATTERN_CATEGORY
+from viewer.analysis.patterns import LUNG_RADS_RULE as PATTERN_RULE
+from viewer.analysis.patterns import OpacityPattern, split_pattern
 from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT, Assessment, fleischner_2017, worst
 from viewer.analysis.registration import Registration, register
 from viewer.analysis.timepoint import TimePoint, check_pair
@@ -52,7 +56,7 @@ def run(context) -> dict:
     priors = [_prior_facts(Path(p), current_facts) for p in context.prior_paths]
 
     progress(0, 1, "nodules: detection in the current study")
-    detections = _detect_current(context)
+    pattern, detections = split_pattern(_detect_current(context))
     current = _Visit(current_facts, volume, series_key, [d.measurement for d in detections], detections)
 
     visits = [_load_prior(facts, path, context, progress) for facts, path in sorted(priors, key=lambda p: p[0].study_date)]
@@ -65,13 +69,13 @@ def run(context) -> dict:
     if context.store is not None:
         _store(context.store, current, present)
     records = sorted(present, key=_label_order) + _resolved(tracking, len(visits) - 1)
-    assessment = _study_assessment(records, guideline, context.summary)
+    assessment = _with_pattern(_study_assessment(records, guideline, context.summary), pattern, guideline)
     longitudinal = tracking.to_json()
+    found = {"nodules": records, "pattern": pattern.to_json() if pattern else None, "assessment": assessment}
     out = Path(context.out_dir) / "nodules.json"
-    out.write_text(json.dumps({"nodules": records, "assessment": assessment, "longitudinal": longitudinal}, indent=1))
-    progress(1, 1, f"nodules: {len(present)} found")
-    return {"nodules": records, "assessment": assessment, "outputs": {"nodules": str(out)},
-            "longitudinal": longitudinal}
+    out.write_text(json.dumps({**found, "longitudinal": longitudinal}, indent=1))
+    progress(1, 1, f"nodules: {len(present)} found" + (f"; {pattern.description}" if pattern else ""))
+    return {**found, "outputs": {"nodules": str(out)}, "longitudinal": longitudinal}
 
 
 def _prior_facts(path: Path, current: StudyFacts) -> tuple[StudyFacts, Path]:
@@ -125,7 +129,13 @@ def _stored_nodules(store, series_key: str) -> list | None:
 def _track(visits: list[_Visit], progress, store) -> Tracking:
     """Track across the visits (one visit: every nodule starts a track, so it has its UID from
     the first analysis on and keeps it when follow-ups come)."""
-    timepoints = [TimePoint.from_facts(visits[0].facts, visits[0].nodules, volume=visits[0].volume)]
+    first = visits[0]
+    if len(visits) == 1 and first.facts.study_date is None:
+        # Nothing to compare with, so a missing Study Date harms nothing: the day count is 0.
+        timepoints = [TimePoint(first.facts.study_uid, dt.date.min, tuple(first.nodules), None, first.volume,
+                                first.facts)]
+        return track(timepoints)
+    timepoints = [TimePoint.from_facts(first.facts, first.nodules, volume=first.volume)]
     for n in range(1, len(visits)):
         progress(n, len(visits), f"nodules: registering visit {n + 1} of {len(visits)} to its prior")
         registration = _registration(visits[n - 1], visits[n], store)
@@ -262,6 +272,21 @@ def _study_assessment(records: list[dict], guideline: str, analysis: dict | None
     nodule = next(i for a, i in pairs if a is top)
     return {"guideline": "Lung-RADS v2022", "category": top.category, "management": top.management,
             "rule": top.rule, "nodule": nodule, **ai}
+
+
+def _with_pattern(assessment: dict | None, pattern: OpacityPattern | None, guideline: str) -> dict | None:
+    """Lung-RADS category 0 for multifocal opacities (viewer.analysis.patterns): a short-interval
+    CT shows what resolves. Only a nodule or mass that is 4B or worse on its own still leads (with
+    the pattern named), since its work-up should not wait for the infection to clear."""
+    if pattern is None or guideline != "lung-rads" or assessment is None:
+        return assessment
+    category = assessment.get("category")
+    if category in ("4B", "4X"):
+        return {**assessment, "rule": f"{assessment['rule']}; also {pattern.description}"}
+    return {**assessment, "category": PATTERN_CATEGORY, "proposed_category": None, "nodule": None,
+            "management": LUNG_RADS_MANAGEMENT[PATTERN_CATEGORY] + " (short-interval follow-up CT, 1-3 months, "
+                          "to confirm that the opacities resolve)",
+            "rule": PATTERN_RULE, "pattern": pattern.description}
 
 
 def _store(store, current: _Visit, records: list[dict]) -> None:

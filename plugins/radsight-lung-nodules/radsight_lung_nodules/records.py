@@ -52,6 +52,7 @@ def nodule_record(measurement: NoduleMeasurement, id: str, *, tracking_uid: str 
         "solid_mean_diameter_mm": (None if measurement.solid_mean_diameter_mm is None
                                    else round(measurement.solid_mean_diameter_mm, 1)),
         "juxtapleural": bool(measurement.juxtapleural),
+        "kind": getattr(measurement, "kind", "nodule"),
         "source": source,
     }
     if provenance:
