@@ -89,12 +89,13 @@ def write_html(report: dict, path: Path | str) -> Path:
                              f"{e(row.get('method') or '')}</span></td><td>{row['score']}</td></tr>")
             parts.append("</table>")
     parts.append("<h2>Cases</h2><table><tr><th>case</th><th>voxels</th><th>references</th><th>lesions</th>"
-                 "<th>findings</th><th>seconds</th><th>problem</th></tr>")
+                 "<th>findings</th><th>pattern</th><th>seconds</th><th>problem</th></tr>")
     for c in report["cases"]:
         refs = "<br>".join(e(f"{Path(r['file']).name}: {r['format']} by {r['matched_by']} ({r['lesions']})")
                            for r in c.get("references", []))
         parts.append(f"<tr><td>{e(c['case'])}</td><td>{c.get('shape_zyx')}</td><td>{refs}</td><td>{c.get('lesions')}"
-                     f"</td><td>{c.get('detections')}</td><td>{c.get('seconds')}</td><td>{e(c['error'] or '')}</td></tr>")
+                     f"</td><td>{c.get('detections')}</td><td>{e((c.get('pattern') or {}).get('description') or '')}"
+                     f"</td><td>{c.get('seconds')}</td><td>{e(c['error'] or '')}</td></tr>")
     parts.append("</table>")
     notes = report["warnings"] + [n for c in report["cases"] for n in c.get("notes", [])] + report["skipped_series"]
     if notes:

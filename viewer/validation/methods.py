@@ -34,9 +34,12 @@ class DetectorMethod:
 
     def findings(self, volume: Volume, progress: Progress | None = None, cancelled=None) -> tuple[list[Finding], dict]:
         from viewer.analysis.detection import detect_in_study
+        from viewer.analysis.patterns import split_pattern
 
-        detections = detect_in_study(volume, provider=self.provider, progress=progress, cancelled=cancelled,
-                                     registry=self.registry)
+        # As `radsight analyze` reports them: multifocal opacities are one pattern, not nodules,
+        # so its members are neither hits nor false positives (the case row lists the pattern).
+        pattern, detections = split_pattern(detect_in_study(volume, provider=self.provider, progress=progress,
+                                                            cancelled=cancelled, registry=self.registry))
         out = []
         for n, d in enumerate(detections, 1):
             m = d.measurement
@@ -47,7 +50,7 @@ class DetectorMethod:
                                float(m.volume_mm3), m.mask, str(m.type),
                                str(record.get("kind") or getattr(d, "kind", "") or getattr(m, "kind", "") or ""),
                                d.method, details))
-        return out, {}
+        return out, ({"pattern": pattern.to_json()} if pattern else {})
 
 
 class SegmentationMethod:

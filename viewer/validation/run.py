@@ -165,6 +165,9 @@ def _run_case(n: int, total: int, case: Case, found: Discovery, method, options:
             row["thumbnail"] = _picture(out, f"{tag}-{m.finding.id}", volume, m.finding.centre_lps_mm, None, m.finding,
                                         m.finding.diameter_mm, f"{m.finding.id} {m.outcome}")
         (rows["false_positives"] if m.outcome not in (DUPLICATE, EXCLUDED) else rows["ignored"]).append(row)
+    if case_extra.get("pattern"):
+        record["pattern"] = case_extra.pop("pattern")
+        say(f"{name}: {record['pattern']['description']}")
     if "label_mask" in case_extra:
         label = case_extra.pop("label_mask")
         case_extra["dice"] = _case_dice(label, [l for l in lesions if l.counts and l.mask is not None], volume)
