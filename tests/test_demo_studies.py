@@ -80,6 +80,10 @@ def test_demo_command_analyses_every_visit_and_lists_outputs(tmp_path):
     assert data["assessment"]["guideline"] == "Lung-RADS v2022"
     worst = next(n for n in present if n["id"] == data["assessment"]["nodule"])
     assert worst["lung_rads"]["category"] == data["assessment"]["category"]
+    # The demo generator's studies are what the bundled models were trained on: inside their domain;
+    # the study category is still the AI's proposal until the demo's reader confirms it.
+    assert data["models"] and all(m["domain"]["within"] for m in data["models"]), data["models"]
+    assert data["assessment"]["status"] == "pending reader review" and data["assessment"]["outside_domain"] is None
     dates = [v["study_date"] for v in truth["visits"]]
     for n in present:
         assert n["tracking_uid"] and n["status"] in ("new", "persisting")
