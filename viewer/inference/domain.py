@@ -66,12 +66,6 @@ class DomainCheck:
         """One line for lists and descriptions."""
         return "within the validated domain" if self.within else OUTSIDE
 
-    def summary(self) -> str:
-        """The label with its reasons, for a tooltip, a report comment or a description."""
-        if self.within:
-            return f"{self.model_id} {self.model_version}: {self.label}"
-        return f"{self.model_id} {self.model_version}: {OUTSIDE}: " + " ".join(self.reasons)
-
     def to_json(self) -> dict:
         return {"model": self.model_id, "version": self.model_version, "within": self.within,
                 "status": self.label, "reasons": list(self.reasons), "notes": list(self.notes),
