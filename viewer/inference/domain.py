@@ -221,7 +221,7 @@ def detector_sensitivity(cards) -> str:
         low = figures.get("detector_sensitivity_95ci_low")
         ci = f", 95% CI {float(low):.0%}-100%" if isinstance(low, (int, float)) and float(value) == 1.0 else ""
         fp = figures.get("detector_false_positives_per_scan")
-        fps = f", {fp:g} false positives per scan" if isinstance(fp, (int, float)) else ""
+        fps = f", {fp:g} false positive(s) per scan" if isinstance(fp, (int, float)) else ""
         kind = "synthetic" if validation.kind == "synthetic" else "real"
         real = " and not validated on real CT" if validation.kind == "synthetic" else ""
         return (f"detector sensitivity {float(value):.0%}{count} for nodules >= 4 mm{ci}{fps}, measured on held-out "
