@@ -103,15 +103,16 @@ def with_finding(heatmap: Heatmap, finding: Callable[[np.ndarray], np.ndarray]) 
     return dataclasses.replace(heatmap, mass_inside=share, note=note)
 
 
-def layer_gradients(model, layer, inputs: np.ndarray, target: int):
+def layer_gradients(model, layer, inputs: np.ndarray, target: int, known_activation: bool = False):
     """(activation, gradient of the target's score) of `layer`, each (1, C, *cells), through
-    captum's layer primitives."""
+    captum's layer primitives; `known_activation`: the layer passes `inputs` on unchanged (a
+    head's entry), so no second pass is needed for the activation."""
     import torch
     from captum.attr import LayerActivation, LayerGradientXActivation
 
     x = torch.from_numpy(inputs)
     gradient = LayerGradientXActivation(model, layer, multiply_by_inputs=False).attribute(x, target=target)
-    activation = LayerActivation(model, layer).attribute(x)
+    activation = x if known_activation else LayerActivation(model, layer).attribute(x)
     return activation.detach().numpy().astype(np.float64), gradient.detach().numpy().astype(np.float64)
 
 
@@ -163,10 +164,10 @@ def upsample(cam: np.ndarray, spatial_shape, grid=None) -> np.ndarray:
 
 
 def gradcam(model, layer, inputs: np.ndarray, target: int, spatial_shape, method: str = "gradcam",
-            grid=None) -> np.ndarray:
+            grid=None, known_activation: bool = False) -> np.ndarray:
     """Class activation map (`method`, see class_activation_map) of `layer` of the torch `model`
     for class `target`, on the model input's grid (`upsample`)."""
-    activation, gradient = layer_gradients(model, layer, inputs, target)
+    activation, gradient = layer_gradients(model, layer, inputs, target, known_activation)
     return upsample(class_activation_map(activation, gradient, method), spatial_shape, grid)
 
 
@@ -195,7 +196,7 @@ def gradcam_on_onnx_activation(card: ModelCard, twin, layer: str, batch: np.ndar
     if not diff <= TOLERANCE:
         raise TwinError(f"model {card.id} {card.version}: the torch twin after {layer} differs from ONNX Runtime "
                         f"by {diff:.2g} in probability (tolerance {TOLERANCE:g})")
-    return gradcam(head, head.entry, activation, target, batch.shape[2:], method, grid), diff
+    return gradcam(head, head.entry, activation, target, batch.shape[2:], method, grid, known_activation=True), diff
 
 
 def occlusion(session: ModelSession, batch: np.ndarray, target: int, card: ModelCard,
