@@ -68,20 +68,26 @@ class NoduleMeasurement:
         return data
 
 
-def measure_at(volume: Volume, point_lps, openings: tuple[float, ...] = OPENING_FRACTIONS) -> NoduleMeasurement:
+class VesselError(MeasurementError):
+    """The structure at the point is a vessel (it runs on, or is elongated), not a nodule."""
+
+
+def measure_at(volume: Volume, point_lps, openings: tuple[float, ...] = OPENING_FRACTIONS,
+               half_mm: float = 25.0) -> NoduleMeasurement:
     """Measure the nodule at `point_lps` (LPS mm) of a CT volume in HU.
 
     `openings`: the vessel-cutting openings to try, as fractions of the nodule's inscribed radius.
     A reader's click says a nodule is there, so all are tried and a nodule fused with a vessel
     nearly as thick as itself is still separated; automatic detection passes the first only,
-    since wider openings also turn pieces of vessels into blobs."""
+    since wider openings also turn pieces of vessels into blobs. `half_mm`: half-size of the first
+    region examined (it grows while the structure reaches its border)."""
     if volume.source.modality not in ("CT", None, ""):
         raise MeasurementError(f"nodule measurement needs CT in HU; this series is {volume.source.modality}")
     point = np.asarray(point_lps, float)
     ijk = volume.lps_to_index(point)
     if np.any(ijk < -0.5) or np.any(ijk > np.array(volume.shape[::-1]) - 0.5):
         raise MeasurementError(f"the point {tuple(np.round(point, 1))} mm is outside the volume")
-    half = 25.0
+    half = half_mm
     while True:
         roi = _roi(volume, point, half)
         try:
@@ -201,7 +207,7 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
         if within is not None:
             break
     else:
-        raise MeasurementError("the structure at this point runs on beyond a nodule's size, like a vessel; "
+        raise VesselError("the structure at this point runs on beyond a nodule's size, like a vessel; "
                                "if a nodule touches a vessel as thick as itself, measure it by hand")
     core = _component_at(within, seed, distance)
     level = _level(hu, core, roi)
@@ -217,7 +223,7 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
         raise _TouchesBorder()
     elongation = _elongation(nodule, spacing)
     if elongation > MAX_ELONGATION:
-        raise MeasurementError(f"the structure at this point is elongated ({elongation:.1f}:1) like a vessel, "
+        raise VesselError(f"the structure at this point is elongated ({elongation:.1f}:1) like a vessel, "
                                "not a nodule; click the centre of a nodule")
     return _numbers(roi, hu, nodule, core, background, level, lung, dense)
 
