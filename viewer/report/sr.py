@@ -2,8 +2,8 @@
 TID 1411 Volumetric ROI Measurements group per nodule, and, once the report is signed, a PS3.15
 digital signature (viewer.report.dicom_signature) over every top-level element.
 
-Codes (PS3.16 unless said): finding SCT 27925004 "Nodule"; finding site SCT 39607008 "Lung" with
-laterality SCT 272741003 (left/right from the sign of the LPS x of the centre); volume SCT
+Codes (PS3.16 unless said): finding SCT 27925004 "Nodule" (SCT 4147007 "Mass" for a lesion
+> 30 mm); finding site SCT 39607008 "Lung" with laterality SCT 272741003 (left/right from the sign of the LPS x of the centre); volume SCT
 118565006, long axis SCT 103339001, short axis SCT 103340004, diameter SCT 81827009 with
 derivation SCT 373098007 "Mean", mean attenuation DCM 112181; UCUM mm3, mm, [hnsf'U], d;
 ground glass DCM 112120; procedure LOINC 24627-2 "CT Chest". PS3.16 has no codes for the
@@ -56,6 +56,7 @@ SR_SERIES_NUMBER = 990
 PRIVATE = "99RADSIGHT"
 CT_CHEST = hd.sr.CodedConcept("24627-2", "LN", "CT Chest")
 NODULE = hd.sr.CodedConcept("27925004", "SCT", "Nodule")
+MASS = hd.sr.CodedConcept("4147007", "SCT", "Mass")  # a lesion > 30 mm (record kind "mass")
 LUNG = hd.sr.CodedConcept("39607008", "SCT", "Lung")
 LATERALITY = hd.sr.CodedConcept("272741003", "SCT", "Laterality")
 LEFT = hd.sr.CodedConcept("7771000", "SCT", "Left")
@@ -218,7 +219,8 @@ def _nodule_group(finding, images: list[Dataset], seg: Dataset | None) -> tuple[
             source_image=hd.sr.SourceImageForRegion(image.SOPClassUID, image.SOPInstanceUID))]
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking_uid, identifier=nodule_id),
-        referenced_regions=region, referenced_segment=segment, finding_type=NODULE,
+        referenced_regions=region, referenced_segment=segment,
+        finding_type=MASS if record.get("kind") == "mass" else NODULE,
         algorithm_id=algorithm, finding_sites=[site], measurements=measurements,
         qualitative_evaluations=evaluations or None)
     return group, evidence
