@@ -266,3 +266,35 @@ def test_stored_nodules_open_with_the_panel_docked_and_their_rows(qtbot, demo, t
     finally:
         win.close()
         store.close()
+
+
+def test_multifocal_opacities_show_as_one_pattern_not_as_rows(window, panel):
+    """What the panel shows of a detection run on a pneumonia-like study: the pattern above the
+    table with its proposed Lung-RADS 0, pending review, and only the solid nodule >= 8 mm as a
+    row (the split is viewer.analysis.patterns', the same as `radsight analyze`)."""
+    from viewer.analysis.detection import Detection
+    from viewer.analysis.patterns import split_pattern
+    from viewer.core.results import ModelRef
+
+    volume = window.state.volume
+    centre = volume.index_to_lps(np.array(volume.shape[::-1]) / 2)
+
+    def found(dx: float, diameter: float, kind: str) -> Detection:
+        m = measure_like(centre + [dx, 0.0, 0.0], diameter, kind, volume)
+        return Detection(m, 0.5, "test", (ModelRef("test-detector", "1.0"),), side="right" if dx < 0 else "left")
+
+    pattern, kept = split_pattern([found(dx, 9.0, "ground-glass") for dx in (-60, -50, -40, 40, 50, 60)]
+                                  + [found(-20, 12.0, "solid")])
+    panel._detected(kept, None, "sensitivity 100%", volume, pattern)
+    assert panel.table.rowCount() == 1
+    note = panel.ai_note.text()
+    assert "multifocal ground-glass and part-solid opacities in both lungs" in note
+    assert "Lung-RADS 0 proposed, pending reader review" in note and "AI found no nodules" not in note
+
+
+def measure_like(point, diameter: float, kind: str, volume):
+    from viewer.analysis.nodules import NoduleMeasurement
+
+    mask = volume.with_voxels(np.zeros(volume.shape, np.uint8), unit="")
+    return NoduleMeasurement(tuple(float(v) for v in point), diameter ** 3 * 0.5, diameter, diameter, diameter,
+                             -500.0, -300.0, kind, None, False, mask)

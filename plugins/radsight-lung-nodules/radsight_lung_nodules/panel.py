@@ -339,24 +339,29 @@ class NodulePanel(QWidget):
 
         def work(progress, cancelled):
             from viewer.analysis.detection import detect_in_study
+            from viewer.analysis.patterns import split_pattern
             from viewer.inference.domain import check_study, detector_sensitivity, outside_summary
             from viewer.inference.registry import discover
 
             cards = discover().for_modality("CT")
-            found = detect_in_study(volume, progress=progress, cancelled=cancelled)
-            return found, outside_summary(check_study(cards, volume).values()), detector_sensitivity(cards)
+            pattern, found = split_pattern(detect_in_study(volume, progress=progress, cancelled=cancelled))
+            return found, outside_summary(check_study(cards, volume).values()), detector_sensitivity(cards), pattern
 
-        return self.window.run_job(work, "Detecting nodules", lambda result: self._detected(*result, volume))
+        return self.window.run_job(work, "Detecting nodules", lambda result: self._detected(*result[:3], volume,
+                                                                                            result[3]))
 
-    def _detected(self, detections, outside: str | None, sensitivity: str, volume: Volume) -> None:
+    def _detected(self, detections, outside: str | None, sensitivity: str, volume: Volume, pattern=None) -> None:
         """The AI's rows, and above the table what they must be read with: a negative is "AI
-        found no nodules" with the detector's sensitivity, and a study outside the models'
+        found no nodules" with the detector's sensitivity, multifocal opacities are one pattern
+        (viewer.analysis.patterns) with its proposed Lung-RADS 0, and a study outside the models'
         validated domain says so with the reasons."""
         from radsight_lung_nodules.records import detection_record
 
         if volume is not self.state.volume:
             return
-        notes = [] if detections else [f"AI found no nodules ({sensitivity}); pending reader review."]
+        notes = [] if detections or pattern else [f"AI found no nodules ({sensitivity}); pending reader review."]
+        if pattern is not None:
+            notes.append(f"AI: {pattern.description}; Lung-RADS 0 proposed, pending reader review.")
         self.ai_note.setText(" ".join(notes + ([outside] if outside else [])))
         self.ai_note.setVisible(bool(self.ai_note.text()))
         for item in [i for i in self.nodules.items if i.source == "ai" and i.decision is None]:
