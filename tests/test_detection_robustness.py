@@ -69,3 +69,23 @@ def test_found_in_low_dose_noise(slab, reference):
     noisy = slab.with_voxels((slab.voxels + rng.normal(0.0, 40.0, slab.shape)).astype(np.int16))
     m = _the_nodule(detect_nodules(noisy))
     assert abs(m.mean_diameter_mm - reference.mean_diameter_mm) <= 3.0
+
+
+@pytest.mark.slow
+def test_detection_benchmark_reports_against_its_references(shared_testdata):
+    """`radsight bench detection` times detection against the load and the segmentation model of
+    the same run; an 11-slice slab is not scaled to 300 slices (its candidates do not thin out)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([str(Path(sys.executable).parent / "radsight"), "bench", "detection",
+                           str(shared_testdata / "real_ct" / "lidc_idri_0003_slab"), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["shape_zyx"] == [11, 512, 512] and report["detections"] >= 1
+    assert all(report["seconds"][k] > 0 for k in ("load", "segmentation", "lung_region", "masses", "detection"))
+    assert report["seconds_per_300_slices"] is None and "too few to scale" in report["text"]
+    assert "x the segmentation model" in report["text"]

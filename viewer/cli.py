@@ -427,6 +427,17 @@ def cmd_bench_explain(args) -> int:
     return 0
 
 
+def cmd_bench_detection(args) -> int:
+    from viewer.bench.detection import run_detection_benchmark
+
+    if not Path(args.path).exists():
+        raise RadSightError(f"{args.path}: no such file or folder")
+    report = run_detection_benchmark(args.path, provider=args.provider,
+                                     log=lambda m: print(m, file=sys.stderr, flush=True))
+    _emit(report, args.json, lambda r: print(r["text"]))
+    return 0
+
+
 def cmd_bench_render(args) -> int:
     from viewer.render.bench import run_render_benchmark
 
@@ -667,6 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_explain)
+    b = bench.add_parser("detection", help="nodule and mass detection time on a study vs its load and segmentation")
+    b.add_argument("path", help="a chest CT series folder (e.g. a 512x512x300 study)")
+    b.add_argument("--provider", default="cpu")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_detection)
     b = bench.add_parser("render", help="slice scroll with overlay vs bare VTK slice render; 3D frame time")
     b.add_argument("--frames", type=int, default=60)
     b.add_argument("--json", action="store_true")

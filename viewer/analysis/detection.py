@@ -7,10 +7,10 @@ model's lung label when there is one. Masses (> 30 mm) are found whole in that r
 it has any, and from a blob detector (viewer.analysis.candidates) always, which finds what the
 channel misses. Channel candidates come first, so a nodule both find is credited to the model. Each
 candidate is then measured with `measure_at`, which refuses vessels, the chest wall and empty lung
-with a reason; what it measures must be 3-30 mm across (the Lung-RADS range of a nodule), mostly
-surrounded by lung or chest wall (a piece of the hilum or the diaphragm is not), about as full as an ellipsoid,
-not a junction where three or more vessels meet, and not the same nodule as an earlier
-detection. The bundled type classifier, when given, adds class probabilities and raises or
+with a reason; what it measures must be 3-60 mm across (above 30 mm it is reported as a mass),
+mostly surrounded by lung or chest wall (a piece of the hilum or the diaphragm is not), about as
+full as an ellipsoid, not a junction where three or more vessels meet, and not the same nodule
+as an earlier detection. The bundled type classifier, when given, adds class probabilities and raises or
 lowers the score.
 
 Every Detection says which method found it, which models took part and how its score was made,
@@ -38,7 +38,8 @@ METHOD_CHANNEL = "seg-model nodule channel"
 METHOD_BLOB = "lung-mask blob detector"
 METHOD_MASS = "lung-region mass finder"
 MIN_DIAMETER_MM = 3.0
-MAX_DIAMETER_MM = 30.0     # larger: a mass (Fleischner glossary), found by viewer.analysis.masses
+MAX_DIAMETER_MM = 30.0     # larger: a mass (Fleischner glossary)
+MAX_MEASURED_MM = 60.0     # a blob measured up to this is a mass; larger ones viewer.analysis.masses finds whole
 DENSE_HU = -700.0          # denser than aerated lung: what a nodule is made of (ground glass included)
 MIN_INSCRIBED_MM = 0.8     # a >= 4 mm nodule has a core this far from lung (voxel centres); thinner = small vessel
 MIN_AIR_CONTACT = 0.7      # share of a nodule's surroundings that is aerated lung or chest wall; the hilum has less
@@ -127,8 +128,10 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
         m = _measure(volume, candidate.point_lps, region)
         if m is None:
             continue
-        if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_DIAMETER_MM:
+        if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_MEASURED_MM:
             continue
+        if m.mean_diameter_mm > MAX_DIAMETER_MM:
+            m = replace(m, kind="mass")
         if _air_contact(volume, m, region) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
             continue
         if _branches(volume, m) > MAX_BRANCHES:
