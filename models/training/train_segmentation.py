@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from models.training import common
 from models.training.nets import UNet3D
+from models.training.seg_randomisation import outside_air, randomise
 
 MODEL_ID = "radsight-demo-lung-nodule-seg"
 
@@ -38,7 +39,11 @@ def parse_args():
     p.add_argument("--nodule-weight", type=float, default=3.0, help="cross-entropy weight of the nodule class")
     p.add_argument("--nodule-recall", type=float, default=1.0,
                    help="weight of the mean cross-entropy over nodule voxels alone (see dice_ce_loss)")
-    p.add_argument("--version", default="1.1.0")
+    p.add_argument("--version", default="1.2.0")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="fine-tune from this exported model.onnx (its calibration offset undone) instead of from scratch")
+    p.add_argument("--randomise", type=float, default=0.0,
+                   help="share of patches given domain randomisation (seg_randomisation.randomise)")
     p.add_argument("--nodule-frac", type=float, default=0.75, help="share of patches centred near a nodule")
     p.add_argument("--spacing", type=float, nargs=3, default=[2.0, 2.0, 2.5])
     p.add_argument("--patch", type=int, nargs=3, default=[32, 64, 64])
@@ -55,8 +60,9 @@ def parse_args():
     return p.parse_args()
 
 
-def prepared(preset, seeds, spacing):
-    """[(image (z,y,x) float32, target uint8, nodule voxel coordinates)] for every visit."""
+def prepared(preset, seeds, spacing, outside: bool = False):
+    """[(image (z,y,x) float32, target uint8, nodule voxel coordinates[, air around the patient])]
+    for every visit."""
     items = []
     for seed in range(*seeds):
         for visit in common.study(preset, seed):
@@ -64,12 +70,21 @@ def prepared(preset, seeds, spacing):
             img, labels, _, _ = common.preprocess(ct.voxels, ct.origin, ct.spacing, ct.direction, spacing,
                                                   labels=lab.voxels.astype(np.uint8))
             target = common.seg_target(labels)
-            items.append((img, target, np.argwhere(target == 2)))
+            item = (img, target, np.argwhere(target == 2))
+            if outside:
+                item += (outside_air(_hu(img), target),)
+            items.append(item)
     return items
 
 
-def sample_patch(item, patch, rng, nodule: bool):
-    img, target, nod = item
+def _hu(windowed):
+    """HU back from the card's window (air below -1000 and bone above 400 stay clipped)."""
+    w = common.WINDOW
+    return (windowed - w["out_low"]) / (w["out_high"] - w["out_low"]) * (w["high"] - w["low"]) + w["low"]
+
+
+def sample_patch(item, patch, rng, nodule: bool, randomise_p: float = 0.0):
+    img, target, nod = item[:3]
     shape = np.array(img.shape)
     patch = np.array(patch)
     if nodule and len(nod):
@@ -86,6 +101,11 @@ def sample_patch(item, patch, rng, nodule: bool):
         dst.append(slice(s0 - start[a], s1 - start[a]))
     x[tuple(dst)] = img[tuple(src)]
     y[tuple(dst)] = target[tuple(src)]
+    if rng.random() < (randomise_p * 0.4 if nodule else randomise_p):  # nodule patches mostly clean
+        out = np.ones(tuple(patch), bool)  # padding is air around the patient
+        out[tuple(dst)] = item[3][tuple(src)]
+        hu, t = randomise(_hu(x), y.astype(np.uint8), out, rng)
+        x, y = common.window(hu, **common.WINDOW), t.astype(np.int64)
     if rng.random() < 0.5:  # left-right flip
         x, y = x[:, :, ::-1], y[:, :, ::-1]
     # mild intensity augmentation inside the window (keeps 0 = air/padding at 0)
@@ -119,10 +139,14 @@ def train(args):
     common.seed_everything(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    data = prepared("small", args.train_small, args.spacing) + prepared("demo", args.train_demo, args.spacing)
+    aug = args.randomise > 0
+    data = (prepared("small", args.train_small, args.spacing, aug)
+            + prepared("demo", args.train_demo, args.spacing, aug))
     print(f"{len(data)} training volumes prepared in {time.time() - t0:.0f} s", flush=True)
     rng = np.random.default_rng(args.seed)
     model = UNet3D()
+    if args.init_from:
+        load_onnx_weights(model, args.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.iters, pct_start=0.1)
     weights = torch.tensor([1.0, 1.0, args.nodule_weight])
@@ -132,12 +156,17 @@ def train(args):
         xs, ys = [], []
         for b in range(args.batch):
             item = data[rng.integers(len(data))]
-            x, y = sample_patch(item, args.patch, rng, nodule=rng.random() < args.nodule_frac)
+            x, y = sample_patch(item, args.patch, rng, nodule=rng.random() < args.nodule_frac,
+                                randomise_p=args.randomise)
             xs.append(x)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs))[:, None]
         y = torch.from_numpy(np.stack(ys))
         model.train()
+        if args.init_from:  # fine-tuning: keep the imported normalisation (see load_onnx_weights)
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm3d):
+                    m.eval()
         logits = model(x)
         loss = dice_ce_loss(logits, y, weights, args.nodule_recall)
         opt.zero_grad()
@@ -157,6 +186,42 @@ def train(args):
     print(f"trained {args.iters} iterations in {train_s:.0f} s", flush=True)
     model.eval()
     return model, len(data), train_s
+
+
+def load_onnx_weights(model: UNet3D, path: Path) -> None:
+    """Load an exported model.onnx into the torch net, to fine-tune it. The export folded each
+    BatchNorm into the convolution before it, so the convolution gets the folded weights and its
+    BatchNorm becomes the identity plus the folded bias (mean 0, variance 1 - eps, scale 1); training
+    must keep those BatchNorms in eval mode. The calibration offset that was subtracted from the
+    nodule logit's bias is added back (it is searched again after training)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    modules = dict(model.named_modules())
+    names = list(modules)
+    state = {}
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose"):
+            continue
+        name = node.name.strip("/").split("/")[-2]  # "/enc.0/enc.0.0/Conv" -> "enc.0.0"
+        weight, bias = init[node.input[1]], init[node.input[2]]
+        state[f"{name}.weight"] = weight
+        bn = names[min(names.index(name) + 1, len(names) - 1)]
+        if isinstance(modules[bn], torch.nn.BatchNorm3d):
+            eps = modules[bn].eps
+            state.update({f"{bn}.weight": torch.ones_like(bias), f"{bn}.bias": bias,
+                          f"{bn}.running_mean": torch.zeros_like(bias),
+                          f"{bn}.running_var": torch.full_like(bias, 1.0 - eps)})
+        else:
+            state[f"{name}.bias"] = bias
+    card = json.loads((path.parent / "card.json").read_text())
+    state["head.bias"][2] += card["training"].get("calibration", {}).get("nodule_logit_offset", 0.0)
+    missing = [k for k in model.state_dict() if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path}: no weights for {missing}; was it exported from nets.UNet3D?")
+    model.load_state_dict(state, strict=False)
 
 
 def export(model, out: Path, patch):
