@@ -99,9 +99,10 @@ def _outside_air(air: np.ndarray, hu: np.ndarray) -> np.ndarray:
 
 def _share_below(labels: np.ndarray, hu: np.ndarray, level: float, count: int) -> np.ndarray:
     """Per label (index = label), the share of its voxels below `level`: median < level exactly
-    when the share exceeds one half. By bincount: ndimage.median sorts each label's voxels."""
-    total = np.bincount(labels.ravel(), minlength=count + 1)
-    below = np.bincount(labels.ravel(), weights=(hu < level).ravel(), minlength=count + 1)
+    when the share exceeds one half. By counting: ndimage.median sorts each label's voxels."""
+    labelled = labels > 0
+    total = np.bincount(labels[labelled], minlength=count + 1)
+    below = np.bincount(labels[labelled & (hu < level)], minlength=count + 1)
     return below / np.maximum(total, 1)
 
 

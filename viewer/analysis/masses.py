@@ -36,10 +36,13 @@ def find_masses(volume: Volume, region: LungRegion) -> list[NoduleMeasurement]:
     """Solid lesions with an opened core >= MIN_MASS_MM across in the lung region, largest first."""
     spacing = np.array(volume.spacing, float)[::-1]
     factor = np.maximum(np.floor(GRID_MM / spacing), 1).astype(int)
-    hu = block_mean(volume.voxels, factor)
     step = spacing * factor
     inside = block_mean(region.region.astype(np.float32), factor) > 0.5
-    solid = (hu > SOLID_HU) & inside
+    if not inside.any():
+        return []
+    crop = _box(inside, np.ceil(10.0 / step).astype(int))  # the lungs' bounding box: the rest cannot hold a mass
+    hu = block_mean(volume.voxels, factor)
+    solid = (hu[crop] > SOLID_HU) & inside[crop]
     core = ndimage.distance_transform_edt(solid, sampling=step) > MIN_CORE_MM
     core = ndimage.distance_transform_edt(~core, sampling=step) <= MIN_CORE_MM + float(step.max())
     core &= solid
@@ -51,20 +54,29 @@ def find_masses(volume: Volume, region: LungRegion) -> list[NoduleMeasurement]:
         ml = piece.sum() * voxel / 1000.0
         if (6.0 * ml * 1000.0 / np.pi) ** (1 / 3) < MIN_MASS_MM:
             continue
-        if np.median(hu[box][piece]) > MAX_CORE_HU:
+        if np.median(hu[crop][box][piece]) > MAX_CORE_HU:
             continue
-        if _air_contact(hu, labels == n, step) < MIN_AIR_CONTACT:
+        whole = np.zeros(inside.shape, bool)
+        whole[crop] = labels == n
+        if _air_contact(hu, whole, step) < MIN_AIR_CONTACT:
             continue
-        m = _measure(volume, labels == n, factor, region)
+        m = _measure(volume, whole, factor, region)
         if m is not None:
             found.append(m)
     return sorted(found, key=lambda m: -m.volume_mm3)
 
 
+def _box(mask: np.ndarray, pad: np.ndarray) -> tuple[slice, ...]:
+    hit = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    return tuple(slice(max(h[0] - p, 0), min(h[-1] + p + 1, n)) for h, p, n in zip(hit, pad, mask.shape))
+
+
 def _air_contact(hu: np.ndarray, piece: np.ndarray, step: np.ndarray) -> float:
-    outside = ndimage.distance_transform_edt(~piece, sampling=step)
+    """Share of the shell 2-5 mm outside the piece that is aerated lung (on the piece's box)."""
+    box = _box(piece, np.ceil(6.0 / step).astype(int))
+    outside = ndimage.distance_transform_edt(~piece[box], sampling=step)
     shell = (outside > 2.0) & (outside <= 5.0)
-    return float(np.mean(hu[shell] < AERATED_HU)) if shell.any() else 0.0
+    return float(np.mean(hu[box][shell] < AERATED_HU)) if shell.any() else 0.0
 
 
 def _measure(volume: Volume, piece: np.ndarray, factor: np.ndarray, region: LungRegion) -> NoduleMeasurement | None:
