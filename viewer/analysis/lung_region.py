@@ -55,15 +55,6 @@ class LungRegion:
     def air_ml(self) -> float:
         return float(self.air.sum()) * float(np.prod(self.spacing_zyx)) / 1000.0
 
-    @property
-    def region_ml(self) -> float:
-        return float(self.region.sum()) * float(np.prod(self.spacing_zyx)) / 1000.0
-
-    def contains(self, volume: Volume, point_lps) -> bool:
-        k, j, i = np.rint(volume.lps_to_index(point_lps)[::-1]).astype(int)
-        inside = 0 <= k < self.region.shape[0] and 0 <= j < self.region.shape[1] and 0 <= i < self.region.shape[2]
-        return bool(inside and self.region[k, j, i])
-
 
 def lung_region(volume: Volume, closing_mm: float = CLOSING_MM) -> LungRegion:
     """Aerated lung and lesion search region of a CT volume in HU (see the module docstring)."""
