@@ -206,10 +206,15 @@ def head_after(twin, layer_name: str):
     return Head().eval()
 
 
-def with_layer_output(card: ModelCard, layer_name: str, provider: str = "CPUExecutionProvider"):
+def with_layer_output(card: ModelCard, layer_name: str, provider: str = "CPUExecutionProvider",
+                      threads: int | None = None):
     """(session, output name): an ONNX Runtime session of the card's model on `provider` that also
-    returns the named layer's output (cached); None when the layer is not a node of the graph."""
-    key = (str(card.path), card.sha256, layer_name, provider)
+    returns the named layer's output (cached); None when the layer is not a node of the graph.
+
+    Its threads do not spin-wait after a run: torch works on the activation right after, and
+    spinning threads took the cores from it (measured on 2 cores: the map cost 20x a forward pass
+    with spinning, 2-3x without)."""
+    key = (str(card.path), card.sha256, layer_name, provider, threads)
     if key not in _LAYER_SESSIONS:
         import onnx
         import onnxruntime as ort
@@ -223,6 +228,9 @@ def with_layer_output(card: ModelCard, layer_name: str, provider: str = "CPUExec
             model.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, None))
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            if threads:
+                options.intra_op_num_threads = threads
             session = ort.InferenceSession(model.SerializeToString(), options, providers=[provider])
             _LAYER_SESSIONS[key] = (session, node.output[0])
     return _LAYER_SESSIONS[key]
