@@ -6,16 +6,14 @@ detector's measured sensitivity, pending reader review, category 1 only once the
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import highdicom as hd
 import pydicom
 import pytest
 
+from tests.cli_run import analyze_json
 from tests.conftest import need_tool
 from viewer.inference.domain import DETECTOR_SENSITIVITY, OUTSIDE
 from viewer.inference.registry import discover
@@ -39,11 +37,7 @@ def slab(shared_testdata) -> Path:
 
 @pytest.fixture(scope="module")
 def analysed(slab, tmp_path_factory):
-    out = tmp_path_factory.mktemp("analyze-real")
-    proc = subprocess.run([str(Path(sys.executable).parent / "radsight"), "analyze", str(slab), "--out", str(out),
-                           "--json", "--quiet"], capture_output=True, text=True, timeout=600, env=os.environ.copy())
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
+    return analyze_json(slab, tmp_path_factory.mktemp("analyze-real"))
 
 
 def _outside(check: dict) -> None:

@@ -5,16 +5,14 @@ SCT 4147007 "Mass", valid for dciodvfy. And how multifocal opacities set the stu
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 import pytest
 
+from tests.cli_run import analyze_json
 from tests.conftest import need_tool
 from viewer.analysis.detection import Detection
 from viewer.analysis.nodules import NoduleMeasurement
@@ -37,11 +35,7 @@ def series(shared_testdata) -> Path:
 
 @pytest.fixture(scope="module")
 def analysed(series, tmp_path_factory):
-    out = tmp_path_factory.mktemp("analyze-mass")
-    proc = subprocess.run([str(Path(sys.executable).parent / "radsight"), "analyze", str(series), "--out", str(out),
-                           "--json", "--quiet"], capture_output=True, text=True, timeout=900, env=os.environ.copy())
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
+    return analyze_json(series, tmp_path_factory.mktemp("analyze-mass"))
 
 
 @pytest.mark.slow
