@@ -17,10 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from viewer.analysis.detection import Detection, detect_in_study
+from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT, Assessment, fleischner_2017, worst
 from viewer.analysis.patterns import LUNG_RADS_CATEGORY as PATTERN_CATEGORY
 from viewer.analysis.patterns import LUNG_RADS_RULE as PATTERN_RULE
 from viewer.analysis.patterns import OpacityPattern, split_pattern
-from viewer.analysis.guidelines import LUNG_RADS_MANAGEMENT, Assessment, fleischner_2017, worst
 from viewer.analysis.registration import Registration, register
 from viewer.analysis.timepoint import TimePoint, check_pair
 from viewer.analysis.tracking import Track, Tracking, track
