@@ -141,7 +141,7 @@ def test_demo_command_analyses_every_visit_and_lists_outputs(tmp_path):
     for nodule, explanation in zip(present, data["explanations"]):
         assert explanation["nodule"] == nodule["id"]
         values, description = read_parametric_map(explanation["path"])
-        assert description.startswith("Grad-CAM") and explanation["method"] == "Grad-CAM"
+        assert explanation["method"] == "LayerCAM" and description.startswith("LayerCAM")  # the card's map
         assert np.abs(np.subtract(explanation["peak_lps_mm"], nodule["centre_lps_mm"])).max() <= 16.0
         assert values.voxels.max() == 1.0
     assert any(p.endswith("explanation-axial.png") for p in data["outputs"]["snapshots"])

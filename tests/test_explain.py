@@ -281,3 +281,13 @@ def test_explain_json_says_how_much_of_the_map_lies_inside_the_measured_nodule(t
     from viewer.inference.explain_study import measured_finding
 
     assert measured_finding(volume, centre + np.array([0.0, 14.0, 0.0])) is None  # lung only: nothing measured
+
+
+def test_the_cards_cam_is_the_default_map_and_a_requested_method_wins(blob, blob3d):
+    """explain.method names the family (gradcam = class activation maps), explain.cam the variant:
+    without a method from the caller the card's variant is drawn; a method asked for is kept."""
+    volume, centre = blob
+    card = dataclasses.replace(blob3d, explain={**blob3d.explain, "method": "gradcam", "cam": "layercam"})
+    assert explain(volume, card, centre, provider="cpu").method == "LayerCAM"
+    assert explain(volume, card, centre, method="gradcam", provider="cpu").method == "Grad-CAM"
+    assert explain(volume, card, centre, method="hirescam", provider="cpu").method == "HiResCAM"

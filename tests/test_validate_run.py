@@ -171,6 +171,6 @@ def test_pointing_game_of_the_bundled_classifier(tmp_path):
     assert game["lesions"] == len(explained) == report["figures"]["lesions"] > 0
     assert game["peak_inside"] == sum(x["peak_inside"] for x in explained)
     for x in explained:
-        assert 0.0 <= x["mass_inside"] <= 1.0 and x["method"] in ("Grad-CAM", "Occlusion")
+        assert 0.0 <= x["mass_inside"] <= 1.0 and x["method"] in ("Grad-CAM", "LayerCAM", "HiResCAM", "Occlusion")
         if x["peak_inside"]:
             assert x["peak_distance_mm"] < 30.0  # demo nodules are at most ~25 mm across

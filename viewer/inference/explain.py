@@ -43,10 +43,11 @@ def explain(volume: Volume, card: ModelCard, point_lps=None, method: str | None 
     the map lies outside: then the map does not show that the model looked at the finding."""
     if card.task != "classification":
         raise InferenceError(f"model {card.id} is a {card.task} model; explanations are for classifiers")
-    method = (method or card.explain.get("method") or "auto").lower()
+    requested = (method or "").lower()  # the caller's choice; the card's explain.method is a family
+    method = (requested or card.explain.get("method") or "auto").lower()
     if method not in ("auto", *METHOD_NAMES):
         raise InferenceError(f"unknown explanation method {method!r}; use {', '.join(METHOD_NAMES)} or auto")
-    cam = method if method in CAM_NAMES else str(card.explain.get("cam", "gradcam")).lower()
+    cam = requested if requested in CAM_NAMES else str(card.explain.get("cam", "gradcam")).lower()
     if cam not in CAM_NAMES:
         raise InferenceError(f"model {card.id}: explain.cam {cam!r} is not one of {', '.join(CAM_NAMES)}")
     check_applicable(card, volume)
