@@ -291,3 +291,34 @@ def test_the_cards_cam_is_the_default_map_and_a_requested_method_wins(blob, blob
     assert explain(volume, card, centre, provider="cpu").method == "LayerCAM"
     assert explain(volume, card, centre, method="gradcam", provider="cpu").method == "Grad-CAM"
     assert explain(volume, card, centre, method="hirescam", provider="cpu").method == "HiResCAM"
+
+
+def test_fine_layer_map_is_the_product_of_both_layers_maps_on_either_path(blob, blob3d):
+    """explain.fine_layer: the map is the target layer's times the finer layer's (each scaled to
+    its maximum); the fast path (activation of the finer layer from ONNX Runtime) equals the
+    whole twin's, and the peak stays on the blob, away from the crop centre."""
+    from viewer.inference.explain import fine_layer, gradcam_on_onnx_activation
+    from viewer.inference.torch_twin import layer_grid
+
+    volume, centre = blob
+    point = centre + np.array([5.0, 5.0, -3.0])
+    card = dataclasses.replace(blob3d, explain={**blob3d.explain, "fine_layer": "/relu1/Relu"})
+    twin = torch_twin(card)
+    layer, module = target_layer(twin, card)
+    fine = fine_layer(twin, card)
+    assert fine[0] == "relu1/Relu"
+    batch = as_batch(classifier_input(volume, card, point), card)
+    inputs, shape = model_layout(batch, card), batch.shape[2:]
+    grid, fine_grid = layer_grid(twin, layer, 3), fine[2]
+    coarse = gradcam(twin, module, inputs, 0, shape, "layercam", grid)
+    finer = gradcam(twin, fine[1], inputs, 0, shape, "layercam", fine_grid)
+    whole = gradcam(twin, module, inputs, 0, shape, "layercam", grid, fine=fine[1:])
+    assert np.allclose(whole, coarse / coarse.max() * finer / finer.max(), atol=1e-6)
+    fast, diff = gradcam_on_onnx_activation(card, twin, layer, batch, 0, get_session(card, "cpu"), "layercam",
+                                            grid, fine)
+    assert diff < 1e-5 and np.allclose(fast, whole, atol=1e-4 * whole.max())
+    heatmap = explain(volume, card, point, method="layercam", provider="cpu")
+    assert heatmap.layer == "conv2/Conv x relu1/Relu" and "explain.fine_layer" in heatmap.note
+    assert distance(heatmap.peak_lps, centre) <= RADIUS < distance(point, centre)
+    with pytest.raises(InferenceError, match="fine_layer"):
+        explain(volume, dataclasses.replace(card, explain={**card.explain, "fine_layer": 3}), point, provider="cpu")
