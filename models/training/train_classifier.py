@@ -5,9 +5,11 @@
 Classes 0 solid, 1 part-solid, 2 ground-glass (ground-truth `kind` of viewer.demo nodules).
 Input: a crop_mm [32, 32, 32] crop at 1 mm isotropic after reorient/resample/window, prepared
 exactly like the engine's classify() (models/training/common.py classifier_crop). Training
-crops: nodule centres jittered by up to +-4 mm per axis, domain randomisation (`randomise`) so
-that the nodule, not the demo phantom's background, tells the class, random flips and axial
-90-degree rotations. Held-out crops: the exact ground-truth centres of the test seeds. The
+crops: nodule centres jittered by up to +-3 mm per axis; other nodules pasted away from the centre
+with the label still the centre one's (`distract`), so that the evidence is the nodule at the
+point, which is what its explanation map must show; domain randomisation (`randomise`) so that the
+nodule, not the demo phantom's background, tells the class; random flips and axial 90-degree
+rotations. Held-out crops: the exact ground-truth centres of the test seeds. The
 explanation map named in the card is chosen by the pointing game (`pointing_game`) over held-out
 nodules of the demo generator and of tests/phantom_other.py.
 """
@@ -30,7 +32,7 @@ from models.training.nets import NoduleClassifier
 MODEL_ID = "radsight-demo-nodule-classifier"
 NAMES = ("Solid nodule", "Part-solid nodule", "Ground-glass nodule")
 COLORS = ([0.9, 0.9, 0.2], [1.0, 0.6, 0.1], [0.4, 0.7, 1.0])
-VERSION = "1.1.0"
+VERSION = "1.1.0"  # 1.0.0: no distractors, no randomisation
 CAM_NAME = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++", "layercam": "LayerCAM"}
 POINTING_DATA = "Pointing game"
 
@@ -38,14 +40,21 @@ POINTING_DATA = "Pointing game"
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--iters", type=int, default=700)
-    p.add_argument("--jitter-mm", type=float, default=4.0, help="crop centres moved by up to this per axis")
-    p.add_argument("--randomise", type=float, default=0.8, help="share of training crops domain-randomised")
+    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--jitter-mm", type=float, default=3.0, help="crop centres moved by up to this per axis")
+    p.add_argument("--randomise", type=float, default=0.3, help="share of training crops domain-randomised")
+    p.add_argument("--distract", type=float, default=0.6,
+                   help="share of training crops with another nodule pasted away from the centre (a second at half that)")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--explain-layer", default="/features/relu3/Relu", help="ONNX node the card's explain names")
     p.add_argument("--explain-cam", default="layercam", choices=sorted(CAM_NAME))
+    p.add_argument("--explain-fine-layer", default="/features/relu2/Relu",
+                   help="earlier ONNX node whose map multiplies the target layer's (explain.fine_layer); '' for none")
+    p.add_argument("--compare", nargs="*", default=["layercam@/features/relu3/Relu", "layercam@/features/relu2/Relu",
+                                                    "gradcam@/features/conv4/Conv"],
+                   help="other maps (cam@ONNX node) measured beside the card's, into explain.evaluation.compared")
     p.add_argument("--pointing-only", action="store_true",
                    help="only measure the pointing game of the model in --out and write it into its card")
     p.add_argument("--seed", type=int, default=0)
@@ -149,6 +158,38 @@ def randomise(x: np.ndarray, mask: np.ndarray, rng, backgrounds: list) -> np.nda
     return np.clip((hu - HU_LOW) / HU_RANGE, 0, 1).astype(np.float32)
 
 
+def distract(x: np.ndarray, mask: np.ndarray, others: np.ndarray, other_masks: np.ndarray, rng) -> np.ndarray:
+    """x (z, y, x) with another nodule (one of `others`, crops centred on their nodule, with its
+    mask) pasted clear of the crop's own nodule, the label still the centre nodule's: nodule-like
+    tissue away from the centre must not change the answer, so the evidence the network learns
+    (and an explanation map shows) is the nodule at the point. The other nodule is moved whole
+    (np.roll of its crop; it fits, so nothing wraps) to 1-10 mm beyond the two nodules' radii."""
+    from scipy import ndimage
+
+    n = int(rng.integers(len(others)))
+    other, other_mask = others[n], other_masks[n]
+    if not mask.any() or not other_mask.any():
+        return x
+    radius = float((3 * mask.sum() / (4 * np.pi)) ** (1 / 3))
+    other_radius = float((3 * other_mask.sum() / (4 * np.pi)) ** (1 / 3))
+    own_centre, other_centre = np.argwhere(mask).mean(axis=0), np.argwhere(other_mask).mean(axis=0)
+    size = np.array(x.shape)
+    for _ in range(30):
+        u = rng.normal(size=3)
+        target = own_centre + u / np.linalg.norm(u) * (radius + other_radius + rng.uniform(1, 10))
+        extent = np.ptp(np.argwhere(other_mask), axis=0) / 2 + 2
+        if np.all(target - extent >= 0) and np.all(target + extent < size):
+            break
+    else:
+        return x
+    shift = tuple(int(v) for v in np.rint(target - other_centre))
+    moved = np.roll(other, shift, axis=(0, 1, 2))
+    keep = np.roll(ndimage.binary_dilation(other_mask, iterations=1), shift, axis=(0, 1, 2))
+    keep &= ~ndimage.binary_dilation(mask, iterations=1)
+    weight = np.clip(ndimage.gaussian_filter(keep.astype(np.float32), 0.7) * 1.5, 0, 1)
+    return (x * (1 - weight) + moved * weight).astype(np.float32)
+
+
 def augment(x: np.ndarray, rng) -> np.ndarray:
     """x (z, y, x): random flips on every axis and a random axial 90-degree rotation."""
     for axis in range(3):
@@ -173,6 +214,7 @@ def train(args):
     counts = np.bincount(y_train, minlength=3)
     print(f"{len(y_train)} training crops {counts.tolist()}, {len(backgrounds)} background crops "
           f"in {time.time() - t0:.0f} s", flush=True)
+    centred = np.flatnonzero(np.arange(len(y_train)) % (args.jitters + 1) == 0)  # crops at a nodule's centre
     # class-balanced sampling
     p = (1.0 / counts)[y_train]
     p /= p.sum()
@@ -183,9 +225,15 @@ def train(args):
     running = None
     for it in range(args.iters):
         idx = rng.choice(len(y_train), args.batch, p=p)
-        xb = torch.from_numpy(np.stack([augment(randomise(x_train[i], m_train[i], rng, backgrounds)
-                                                    if rng.random() < args.randomise else x_train[i], rng)
-                                            for i in idx]))[:, None]
+        batch = []
+        for i in idx:
+            x = randomise(x_train[i], m_train[i], rng, backgrounds) if rng.random() < args.randomise else x_train[i]
+            for _ in range(int(rng.random() < args.distract) + int(rng.random() < args.distract / 2)):
+                pool = centred[y_train[centred] != y_train[i]] if rng.random() < 0.75 else centred
+                j = pool[rng.integers(len(pool))]  # mostly another type, so position, not type, decides
+                x = distract(x, m_train[i], x_train[j:j + 1], m_train[j:j + 1], rng)
+            batch.append(augment(x, rng))
+        xb = torch.from_numpy(np.stack(batch))[:, None]
         yb = torch.from_numpy(y_train[idx])
         model.train()
         loss = F.cross_entropy(model(xb), yb, label_smoothing=0.05)
@@ -222,7 +270,7 @@ def export(model, out: Path, size):
     return diff, conv_nodes[-1]
 
 
-def write_card(out: Path, args, size, metrics, training, explain_figures=None):
+def write_card(out: Path, args, size, metrics, training, explain_figures=None, version: str = VERSION):
     """card.json for the exported model. Fields this script does not make (training_data,
     validated_on, anything added by hand or by other tools) are kept from the card on disk, read
     just before writing; the pointing-game figures go into explain.evaluation and, when the card
@@ -232,20 +280,26 @@ def write_card(out: Path, args, size, metrics, training, explain_figures=None):
     explain = {"target_layer": args.explain_layer, "method": "gradcam", "cam": args.explain_cam,
                "torch_module": args.explain_layer.strip("/").replace("/Relu", "").replace("/", "."),
                "note": (f"{CAM_NAME.get(args.explain_cam, args.explain_cam)} on the ReLU after the third "
-                        "convolution (8x8x8 cells of 4 mm), chosen by the pointing game over held-out "
-                        "nodules (see evaluation); the last convolution (4 x 4 x 4 cells of 8 mm) cannot point "
-                        "at a 5 mm nodule. In the ONNX graph each BatchNorm is folded into its convolution.")}
+                        "convolution (8x8x8 cells of 4 mm)"
+                        + (f" times the same map on {args.explain_fine_layer} (16x16x16 cells of 2 mm; "
+                           "explain.fine_layer): the deep layer says which structure carries the class, the "
+                           "finer one where in it" if args.explain_fine_layer else "")
+                        + "; chosen by the pointing game over held-out nodules (see evaluation; 'compared' lists "
+                        "the single-layer maps). The last convolution (4x4x4 cells of 8 mm) cannot point at a "
+                        "5 mm nodule. In the ONNX graph each BatchNorm is folded into its convolution.")}
+    if args.explain_fine_layer:
+        explain["fine_layer"] = args.explain_fine_layer
     figures = explain_figures if explain_figures is not None else old.get("explain", {}).get("evaluation")
     if figures:
         explain["evaluation"] = figures
     card = {
-        "id": MODEL_ID, "version": VERSION, "name": "RadSight demo nodule type classifier",
+        "id": MODEL_ID, "version": version, "name": "RadSight demo nodule type classifier",
         "task": "classification", "file": "model.onnx",
         "sha256": hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest(),
         "intended_use": "Demonstration on synthetic data only; not for clinical use.",
-        "limitations": ("Trained only on RadSight's synthetic phantom nodules (viewer.demo), with domain "
-                        "randomisation (noise, kernels, HU scale and shift, slice thickness, chest wall, vessels, "
-                        "other backgrounds). Its types differ mainly in attenuation. Untested on real CT; will "
+        "limitations": ("Trained only on RadSight's synthetic phantom nodules (viewer.demo), with other nodules "
+                        "pasted away from the centre and domain randomisation (noise, kernels, HU scale and shift, "
+                        "slice thickness, chest wall, vessels, other backgrounds). Its types differ mainly in attenuation. Untested on real CT; will "
                         "not generalise to real patients. Expects the crop within 4 mm of a nodule's centre; "
                         "outputs one of three types even when there is no nodule."),
         "modality": ["CT"], "body_part": ["CHEST"],
@@ -261,6 +315,8 @@ def write_card(out: Path, args, size, metrics, training, explain_figures=None):
     }
     if path.exists():  # re-read: another tool may have written since `old` was read
         old = json.loads(path.read_text())
+    if version != VERSION and "limitations" in old:  # --pointing-only: the weights, and what they can do, stay
+        card["limitations"] = old["limitations"]
     merged = {**old, **card}
     if figures and isinstance(merged.get("validated_on"), list):
         entries = [v for v in merged["validated_on"] if not str(v.get("data", "")).startswith(POINTING_DATA)]
@@ -321,10 +377,10 @@ def pointing_cases(args):
 
     rng = np.random.default_rng(0)
 
-    def both(source, volume, centre, diameter, contains):
-        u = rng.normal(size=3)
-        yield source, "centre", volume, centre, centre, diameter, contains
-        yield source, "offset", volume, centre + 3.0 * u / np.linalg.norm(u), centre, diameter, contains
+    def both(source, volume, centre, diameter, contains, kind):
+        u, truth = rng.normal(size=3), common.KINDS.index(kind)
+        yield source, "centre", volume, centre, centre, diameter, contains, truth
+        yield source, "offset", volume, centre + 3.0 * u / np.linalg.norm(u), centre, diameter, contains, truth
 
     for preset, seeds in (("small", args.test_small), ("demo", args.test_demo)):
         for seed in range(*seeds):
@@ -333,11 +389,11 @@ def pointing_cases(args):
             for nod in visit["nodules"]:
                 if nod["present"]:
                     yield from both("demo", ct, np.asarray(nod["centre_lps_mm"], float), nod["equivalent_diameter_mm"],
-                                    ellipsoid(nod))
+                                    ellipsoid(nod), nod["kind"])
     for seed, spacing, tilt in OTHER_PHANTOMS:
         phantom = make_other_phantom(seed, spacing, tilt)
         for nod in phantom.nodules:
-            yield from both("other", phantom.volume, nod.centre_lps, nod.diameter_mm, nod.contains)
+            yield from both("other", phantom.volume, nod.centre_lps, nod.diameter_mm, nod.contains, nod.kind)
 
 
 OTHER_PHANTOMS = ((0, (0.7, 0.7, 2.5), 0.0), (1, (0.9, 0.9, 1.25), 20.0), (2, (0.6, 0.6, 1.0), 0.0),
@@ -353,7 +409,10 @@ def ellipsoid(nod: dict):
 def pointing_game(card_path: Path, args, configs=None) -> dict:
     """Pointing game (is the map's peak inside the nodule?) and mean share of the map's mass inside
     it, for nodules >= 5 mm, per source and crop position, for each (cam, layer) in `configs`
-    (default: the card's own)."""
+    (default: the card's own). As Zhang et al. (2018) play it, the map is the true class's
+    (`peak_inside`, `pointing`, `mass_inside_mean`): does the evidence for the nodule's type lie on
+    the nodule? What a user sees is the top class's map, which differs where the classifier gets
+    the type wrong: `peak_inside_top_class` / `pointing_top_class`, with `classified_correctly`."""
     from viewer.inference.card import ModelCard
     from viewer.inference.explain import explain
     from viewer.inference.explain_quality import mass_inside, peak_lps
@@ -361,16 +420,21 @@ def pointing_game(card_path: Path, args, configs=None) -> dict:
 
     card = ModelCard.from_file(card_path)
     session = ModelSession(card, "cpu", threads=args.threads)
-    configs = configs or [(card.explain.get("cam", "gradcam"), card.explain.get("target_layer"))]
-    rows = {c: [] for c in configs}
-    for source, where, volume, point, centre, diameter, contains in pointing_cases(args):
+    configs = configs or [(card.explain.get("cam", "gradcam"), None)]  # None: the card's own map
+    rows, names = {c: [] for c in configs}, {}
+    for source, where, volume, point, centre, diameter, contains, truth in pointing_cases(args):
         if diameter < 5.0:
             continue
         for cam, layer in configs:
-            heatmap = explain(volume, card, point, method=cam, layer=layer, session=session)
+            top = explain(volume, card, point, method=cam, layer=layer, session=session)
+            correct = top.target.value == truth
+            heatmap = top if correct else explain(volume, card, point, method=cam, layer=layer, target=truth,
+                                                  session=session)
+            names[(cam, layer)] = f"{cam} {top.layer if layer is None else layer}"
             peak = peak_lps(heatmap)
             rows[(cam, layer)].append((source, where, bool(contains(peak[None])[0]), mass_inside(heatmap, contains),
-                                       float(np.linalg.norm(peak - centre))))
+                                       float(np.linalg.norm(peak - centre)), bool(contains(peak_lps(top)[None])[0]),
+                                       correct))
     results = {}
     for (cam, layer), r in rows.items():
         table = {}
@@ -380,24 +444,33 @@ def pointing_game(card_path: Path, args, configs=None) -> dict:
                 table[f"{source} {where}"] = {
                     "nodules": len(sel), "peak_inside": sum(x[2] for x in sel),
                     "pointing": round(sum(x[2] for x in sel) / max(len(sel), 1), 3),
+                    "peak_inside_top_class": sum(x[5] for x in sel),
+                    "pointing_top_class": round(sum(x[5] for x in sel) / max(len(sel), 1), 3),
+                    "classified_correctly": sum(x[6] for x in sel),
                     "mass_inside_mean": round(float(np.mean([x[3] for x in sel])), 3),
                     "peak_distance_median_mm": round(float(np.median([x[4] for x in sel])), 2)}
-        results[f"{cam} {layer}"] = table
+        results[names[(cam, layer)]] = table
         print(cam, layer, json.dumps(table), flush=True)
     return results
 
 
 def explain_evaluation(figures: dict, card_path: Path) -> dict:
-    """The card's explain.evaluation: what was measured, on what, with which map."""
-    (name, table), = figures.items()
-    return {"measure": "pointing game: the map's peak inside the nodule (exact ellipsoid or lobulated shape); "
-                       "mass_inside: share of the map's mass inside it; nodules >= 5 mm",
+    """The card's explain.evaluation: what was measured, on what, with which map (the first of
+    `figures`); the other maps measured go into `compared` as peak_inside/nodules."""
+    (name, table), *others = figures.items()
+    compared = {other: {where: f"{r['peak_inside']}/{r['nodules']} (top class {r['peak_inside_top_class']})"
+                        for where, r in results.items()}
+                for other, results in [(name, table), *others]}
+    return {"measure": "pointing game (Zhang et al. 2018): the peak of the true class's map inside the nodule "
+                       "(exact ellipsoid or lobulated shape); _top_class: the map of the class the model gives, as "
+                       "a user sees it; mass_inside: share of the true class's map's mass inside the nodule; "
+                       "nodules >= 5 mm",
             "map": name, "date": time.strftime("%Y-%m-%d"),
             "data": {"demo": "viewer.demo held-out seeds (small 200-209, demo 250-251), last visit",
                      "other": "tests/phantom_other.py seeds 0-3 (0.7x0.7x2.5 mm; 0.9x0.9x1.25 mm tilted 20 deg; "
                               "0.6x0.6x1.0 mm; 1x1x3 mm tilted 12 deg)"},
             "positions": {"centre": "crop at the nodule's centre", "offset": "crop centre moved 3 mm"},
-            "results": table}
+            "results": table, "compared": compared}
 
 
 def pointing_validations(evaluation: dict) -> list[dict]:
@@ -408,10 +481,18 @@ def pointing_validations(evaluation: dict) -> list[dict]:
         for where in ("centre", "offset"):
             r = evaluation["results"][f"{source} {where}"]
             figures[f"pointing game, crop at {where}"] = f"{r['peak_inside']}/{r['nodules']}"
+            figures[f"pointing game with the top class's map, crop at {where}"] = \
+                f"{r['peak_inside_top_class']}/{r['nodules']}"
+            figures[f"type correct, crop at {where}"] = f"{r['classified_correctly']}/{r['nodules']}"
             figures[f"mass inside nodule, crop at {where}"] = r["mass_inside_mean"]
         out.append({"data": f"{POINTING_DATA} ({evaluation['map']}): {evaluation['data'][source]}",
                     "kind": "synthetic", "date": evaluation["date"], "figures": figures})
     return out
+
+
+def compared(args) -> list[tuple[str, str]]:
+    """The card's own map first (layer None: as explain draws it), then the --compare ones."""
+    return [(args.explain_cam, None)] + [tuple(c.split("@", 1)) for c in args.compare]
 
 
 def main():
@@ -421,9 +502,10 @@ def main():
     if args.pointing_only:
         old = json.loads(card_path.read_text())
         metrics = old["training"].pop("metrics", {})
-        write_card(args.out, args, size, metrics, old["training"], {})  # the card names the chosen map first
-        figures = explain_evaluation(pointing_game(card_path, args), card_path)
-        write_card(args.out, args, size, metrics, old["training"], figures)
+        version = old["version"]  # same weights: only the explain section changes
+        write_card(args.out, args, size, metrics, old["training"], {}, version)  # the card names the chosen map first
+        figures = explain_evaluation(pointing_game(card_path, args, compared(args)), card_path)
+        write_card(args.out, args, size, metrics, old["training"], figures, version)
         return
     model, counts, train_s = train(args)
     diff, _ = export(model, args.out, size)
@@ -435,7 +517,9 @@ def main():
                  f"{args.test_small[0]}-{args.test_small[1] - 1}, 'demo' seeds {args.test_demo[0]}-{args.test_demo[1] - 1}."),
         "recipe": (f"3-D CNN (conv 16-32-64-64, BatchNorm, ReLU, max-pool, global average pool, linear), "
                    f"{args.iters} iterations of batch {args.batch}, class-balanced sampling, flips + axial "
-                   f"rot90; domain randomisation of {args.randomise:.0%} of crops (train_classifier.randomise: "
+                   f"rot90; another nodule (75 % of another type) pasted 1-10 mm clear of the centre one in {args.distract:.0%} "
+                   f"of crops, a second in {args.distract / 2:.0%}, the label still the centre nodule's "
+                   f"(train_classifier.distract); domain randomisation of {args.randomise:.0%} of crops (train_classifier.randomise: "
                    f"nodule pasted on other lung backgrounds 35 %, chest wall touching the nodule 30 %, 0-3 "
                    f"vessels 1-6 mm from it, HU x0.9-1.1 and +-40, lung texture, blur or sharpening, 2-5 mm "
                    f"slices 40 %, white or correlated noise 0-45 HU), AdamW lr {args.lr} one-cycle, label smoothing 0.05, seed "
@@ -445,7 +529,7 @@ def main():
     write_card(args.out, args, size, {}, training, {})
     metrics = evaluate(args.out, args)
     write_card(args.out, args, size, metrics, training, {})
-    figures = explain_evaluation(pointing_game(card_path, args), card_path)
+    figures = explain_evaluation(pointing_game(card_path, args, compared(args)), card_path)
     write_card(args.out, args, size, metrics, training, figures)
     print(json.dumps(metrics, indent=1))
 

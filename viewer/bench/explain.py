@@ -26,7 +26,7 @@ def run_explain_benchmark(repeats: int = 20, threads: int = 2, log: Callable[[st
 
     from viewer.demo import generate_demo
     from viewer.dicom import load
-    from viewer.inference.explain import explain, gradcam, gradcam_on_onnx_activation, occlusion
+    from viewer.inference.explain import explain, fine_layer, gradcam, gradcam_on_onnx_activation, occlusion
     from viewer.inference.registry import discover
     from viewer.inference.run import as_batch, classifier_input, classify
     from viewer.inference.session import ModelSession
@@ -39,6 +39,7 @@ def run_explain_benchmark(repeats: int = 20, threads: int = 2, log: Callable[[st
     layer_name, layer = target_layer(twin, card)
     method = card.explain.get("cam", "gradcam")  # the map the card names (chosen by the pointing game)
     grid = layer_grid(twin, layer_name, 3)
+    fine = fine_layer(twin, card)  # the card's map may multiply a finer layer's
     with tempfile.TemporaryDirectory() as tmp:
         log("generating a synthetic study")
         demo = generate_demo(Path(tmp), preset="small", n_visits=1, seed=77)
@@ -49,23 +50,26 @@ def run_explain_benchmark(repeats: int = 20, threads: int = 2, log: Callable[[st
     inputs, shape = model_layout(batch, card), batch.shape[2:]
 
     def used():
-        return gradcam_on_onnx_activation(card, twin, layer_name, batch, target, session, method, grid)
+        return gradcam_on_onnx_activation(card, twin, layer_name, batch, target, session, method, grid, fine)
+
+    def whole_twin():
+        return gradcam(twin, layer, inputs, target, shape, method, grid, fine=fine and fine[1:])
 
     for _ in range(3):  # warm-up: first calls allocate
         session.predict(batch)
         used()
-        gradcam(twin, layer, inputs, target, shape, method, grid)
+        whole_twin()
     log(f"timing {repeats} repeats on a {'x'.join(map(str, batch.shape[2:]))} crop, {threads} threads")
-    layered, _ = with_layer_output(card, layer_name, session.provider, threads)
+    layered, _ = with_layer_output(card, fine[0] if fine else layer_name, session.provider, threads)
     forward_own = median_seconds(lambda: session.predict(batch), repeats)
     forward_quiet = median_seconds(lambda: layered.run([session.output_name], {session.input.name: inputs}), repeats)
     forward = min(forward_own, forward_quiet)
     cam = median_seconds(used, repeats)
-    whole = median_seconds(lambda: gradcam(twin, layer, inputs, target, shape, method, grid), repeats)
+    whole = median_seconds(whole_twin, repeats)
     occ = median_seconds(lambda: occlusion(session, batch, target, card), max(repeats // 10, 3))
     classify_s = median_seconds(lambda: classify(volume, card, point, session=session), repeats)
     explain_s = median_seconds(lambda: explain(volume, card, point, method=method, session=session), repeats)
-    report = {"model": f"{card.id} {card.version}", "map": f"{method} at {layer_name}", "crop": list(batch.shape[2:]), "threads": threads,
+    report = {"model": f"{card.id} {card.version}", "map": f"{method} at {layer_name}" + (f" x {fine[0]}" if fine else ""), "crop": list(batch.shape[2:]), "threads": threads,
               "repeats": repeats, "forward_onnxruntime_s": forward, "forward_model_session_s": forward_own,
               "forward_no_spinning_s": forward_quiet, "gradcam_s": cam, "occlusion_s": occ,
               "gradcam_vs_forward": cam / forward, "gradcam_whole_twin_s": whole,
