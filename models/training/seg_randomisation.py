@@ -9,7 +9,7 @@ lung, masses, juxtapleural nodules and consolidations cut out of the lung (the p
 are small and free-standing), and the 8 mm, sharp-kernel (B70f) reconstructions noisier than
 anything seen. So each patch, in HU on the model's 2 x 2 x 2.5 mm grid, may get:
 
-- lesions: soft-tissue ellipsoids 8-50 mm against the pleura, the mediastinum or inside the lung
+- lesions: soft-tissue ellipsoids 8-90 mm against the pleura, the mediastinum or inside the lung
   (centre at 0.2-1.0 radius from the lung border, painted only over lung), labelled nodule so that
   the model's lung | nodule keeps them;
 - opacities: ground-glass to consolidation patches inside the lung, labelled lung;
@@ -55,7 +55,7 @@ def _lesions(hu, target, rng):
         return
     depth = ndimage.distance_transform_edt(lung, sampling=SPACING_ZYX)
     for _ in range(rng.integers(1, 3)):
-        r = rng.uniform(4.0, 25.0)
+        r = rng.uniform(4.0, 45.0)
         ok = np.argwhere((depth >= 0.2 * r) & (depth <= 1.0 * r))
         if not len(ok):
             continue

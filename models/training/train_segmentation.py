@@ -43,7 +43,9 @@ def parse_args():
     p.add_argument("--init-from", type=Path, default=None,
                    help="fine-tune from this exported model.onnx (calibration offset undone), not from scratch")
     p.add_argument("--randomise", type=float, default=0.0,
-                   help="share of patches given domain randomisation (seg_randomisation.randomise)")
+                   help="share of random patches given domain randomisation (seg_randomisation.randomise)")
+    p.add_argument("--randomise-nodule", type=float, default=None,
+                   help="share of nodule-centred patches randomised (default 0.4 x --randomise)")
     p.add_argument("--nodule-frac", type=float, default=0.75, help="share of patches centred near a nodule")
     p.add_argument("--spacing", type=float, nargs=3, default=[2.0, 2.0, 2.5])
     p.add_argument("--patch", type=int, nargs=3, default=[32, 64, 64])
@@ -83,7 +85,7 @@ def _hu(windowed):
     return (windowed - w["out_low"]) / (w["out_high"] - w["out_low"]) * (w["high"] - w["low"]) + w["low"]
 
 
-def sample_patch(item, patch, rng, nodule: bool, randomise_p: float = 0.0):
+def sample_patch(item, patch, rng, nodule: bool, randomise_p: float = 0.0, randomise_nodule_p: float = 0.0):
     img, target, nod = item[:3]
     shape = np.array(img.shape)
     patch = np.array(patch)
@@ -101,7 +103,7 @@ def sample_patch(item, patch, rng, nodule: bool, randomise_p: float = 0.0):
         dst.append(slice(s0 - start[a], s1 - start[a]))
     x[tuple(dst)] = img[tuple(src)]
     y[tuple(dst)] = target[tuple(src)]
-    if rng.random() < (randomise_p * 0.4 if nodule else randomise_p):  # nodule patches mostly clean
+    if rng.random() < (randomise_nodule_p if nodule else randomise_p):
         out = np.ones(tuple(patch), bool)  # padding is air around the patient
         out[tuple(dst)] = item[3][tuple(src)]
         hu, t = randomise(_hu(x), y.astype(np.uint8), out, rng)
@@ -139,6 +141,8 @@ def train(args):
     common.seed_everything(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.time()
+    if args.randomise_nodule is None:
+        args.randomise_nodule = 0.4 * args.randomise
     aug = args.randomise > 0
     data = (prepared("small", args.train_small, args.spacing, aug)
             + prepared("demo", args.train_demo, args.spacing, aug))
@@ -157,7 +161,7 @@ def train(args):
         for b in range(args.batch):
             item = data[rng.integers(len(data))]
             x, y = sample_patch(item, args.patch, rng, nodule=rng.random() < args.nodule_frac,
-                                randomise_p=args.randomise)
+                                randomise_p=args.randomise, randomise_nodule_p=args.randomise_nodule)
             xs.append(x)
             ys.append(y)
         x = torch.from_numpy(np.stack(xs))[:, None]
@@ -458,7 +462,7 @@ def main():
                        f"{args.lr} one-cycle, cross-entropy (weights 1, 1, {args.nodule_weight:g}) + {args.nodule_recall:g} x mean "
                        f"cross-entropy over nodule voxels + soft Dice, "
                        + (f"domain randomisation (seg_randomisation.randomise) of {args.randomise:.0%} of the random "
-                          f"patches and {0.4 * args.randomise:.0%} of the nodule-centred ones, " if args.randomise else "")
+                          f"patches and {args.randomise_nodule:.0%} of the nodule-centred ones, " if args.randomise else "")
                        + f"seed "
                        f"{args.seed}, {args.threads} CPU thread(s), {train_s / 60:.1f} min."),
             "onnx_vs_torch_max_abs_diff": diff,
