@@ -116,7 +116,7 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
     if nodule_probability is not None:
         candidates += channel_candidates(nodule_probability)
     candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
-    depth = _depth(region, volume)
+    depth = _depth(lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
     for n, candidate in enumerate(candidates):
         if stop():
             break
@@ -260,7 +260,7 @@ def _measure(volume: Volume, point, lung: np.ndarray) -> NoduleMeasurement | Non
 
 
 def _depth(region: np.ndarray, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Depth (mm) of each ~3 mm block inside the search region, and the block size (z, y, x)."""
+    """Depth (mm) of each ~3 mm block inside the region, and the block size (z, y, x)."""
     spacing = np.array(volume.spacing)[::-1]
     factor = np.maximum(np.floor(3.0 / spacing), 1).astype(int)
     coarse = block_mean(region.astype(np.float32), factor) > 0.5
@@ -271,7 +271,7 @@ def _vessel_at(volume: Volume, candidate: Candidate, depth: tuple[np.ndarray, np
     """A quick look for a vessel at a blob candidate deep in the lung, on a small region (a tenth
     of measure_at's usual voxels): most blob candidates are vessels, and this spares them the full
     measurement. Only candidates whose blob (radius ~ sigma * sqrt(3)) stays PRESCREEN_CLEARANCE_MM
-    clear of the region's edge: for those the wall does not take part, while at the pleura the
+    clear of the pleura (the lung closed only over vessels and small nodules, LungRegion.lung): for those the wall does not take part, while at the pleura the
     measurement's rolling ball over the wall, which the small region would not hold, decides
     between a juxtapleural nodule and the wall. A nodule wider than the small region is never
     called a vessel there (its reach covers the whole region), so the check can only be

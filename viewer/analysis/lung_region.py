@@ -37,6 +37,7 @@ OUTSIDE_AIR_HU = -950.0    # air outside the body is darker than this (median); 
 AIRWAY_HU = -920.0         # a large airway's lumen (median) is darker than this
 AIRWAY_MAX_CM2 = 8.0       # trachea and main bronchi in cross-section; a lung is larger
 CLOSING_MM = 30.0          # dents up to ~60 mm across (masses at the pleura or hilum) stay inside the region
+PLEURA_CLOSING_MM = 8.0    # closes over vessels and small nodules, not over the wall's own curves
 GRID_MM = 1.4              # in-plane grid for the region: edges of 20 mm morphology need no finer
 MIN_LUNG_FRACTION = 0.05   # air components smaller than this share of the largest are not lung (bowel gas)
 MIN_LUNG_ML = 5.0
@@ -50,6 +51,8 @@ class LungRegion:
     region: np.ndarray
     spacing_zyx: tuple[float, float, float]
     midline_x_mm: float  # LPS x of the plane between the lungs: the patient's right lung is below it
+    lung: np.ndarray     # the lungs closed only over vessels and small nodules (PLEURA_CLOSING_MM): the
+                         # pleura's own line, from which a point's depth in the lung is measured
 
     @property
     def air_ml(self) -> float:
@@ -69,9 +72,10 @@ def lung_region(volume: Volume, closing_mm: float = CLOSING_MM) -> LungRegion:
     isocentre = volume.lps_to_index([0.0, 0.0, volume.origin[2]])[0] / factor[2]
     midline = _midline(hu, isocentre)
     region = _closed_per_lung(air, step, closing_mm, midline)
+    lung = _closed_per_lung(air, step, PLEURA_CLOSING_MM, midline)
     middle = volume.index_to_lps([(midline + 0.5) * factor[2] - 0.5, volume.shape[1] / 2, volume.shape[0] / 2])
     return LungRegion(upsample(air, factor, volume.shape), upsample(region, factor, volume.shape),
-                      tuple(float(s) for s in spacing), float(middle[0]))
+                      tuple(float(s) for s in spacing), float(middle[0]), upsample(lung, factor, volume.shape))
 
 
 def _outside_air(air: np.ndarray, hu: np.ndarray) -> np.ndarray:
