@@ -73,11 +73,17 @@ def channel_candidates(probability: Volume, threshold: float = 0.5) -> list[Cand
     """One candidate per connected component of nodule probability >= threshold, at its
     probability-weighted centre."""
     values = np.asarray(probability.voxels, np.float32)
-    labels, count = ndimage.label(values >= threshold)
-    if count == 0:
+    above = values >= threshold
+    if not above.any():
         return []
+    # The components on the bounding box of what is above the threshold: a whole-study label and
+    # moments pass over 67 M voxels where a nodule channel has a few thousand.
+    box = tuple(slice(h[0], h[-1] + 1) for h in
+                (np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)))
+    values, offset = values[box], np.array([b.start for b in box])
+    labels, count = ndimage.label(above[box])
     index = np.arange(1, count + 1)
-    centres = ndimage.center_of_mass(values, labels, index)
+    centres = [np.asarray(c) + offset for c in ndimage.center_of_mass(values, labels, index)]
     means = ndimage.mean(values, labels, index)
     sizes = ndimage.sum_labels(np.ones_like(values), labels, index) * float(np.prod(probability.spacing))
     out = []
@@ -129,7 +135,9 @@ def _normalised_log(image: np.ndarray, sigma_vox: np.ndarray) -> np.ndarray:
     for axis in range(3):
         order = [0, 0, 0]
         order[axis] = 2
-        total -= sigma_vox[axis] ** 2 * ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest")
+        term = ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest")
+        term *= float(sigma_vox[axis] ** 2)  # a Python float keeps the big array float32
+        total -= term
     return total
 
 

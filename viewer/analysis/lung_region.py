@@ -71,8 +71,7 @@ def lung_region(volume: Volume, closing_mm: float = CLOSING_MM) -> LungRegion:
     air &= ~_large_airways(air, hu, step)
     isocentre = volume.lps_to_index([0.0, 0.0, volume.origin[2]])[0] / factor[2]
     midline = _midline(hu, isocentre)
-    region = _closed_per_lung(air, step, closing_mm, midline)
-    lung = _closed_per_lung(air, step, PLEURA_CLOSING_MM, midline)
+    region, lung = _closed_per_lung(air, step, (closing_mm, PLEURA_CLOSING_MM), midline)
     middle = volume.index_to_lps([(midline + 0.5) * factor[2] - 0.5, volume.shape[1] / 2, volume.shape[0] / 2])
     return LungRegion(upsample(air, factor, volume.shape), upsample(region, factor, volume.shape),
                       tuple(float(s) for s in spacing), float(middle[0]), upsample(lung, factor, volume.shape))
@@ -139,12 +138,14 @@ def _large_airways(air: np.ndarray, hu: np.ndarray, step: np.ndarray) -> np.ndar
     return out
 
 
-def _closed_per_lung(air: np.ndarray, step: np.ndarray, closing_mm: float, midline: float) -> np.ndarray:
+def _closed_per_lung(air: np.ndarray, step: np.ndarray, radii_mm: tuple[float, ...],
+                     midline: float) -> list[np.ndarray]:
     """Each slice's right and left lung (its air components either side of the midline column)
-    closed with a disc of closing_mm and filled, one side at a time: the lesion that splits a
-    lung's air in two in a slice is bridged, the mediastinum between the lungs never is."""
-    region = np.zeros_like(air)
-    pad = int(np.ceil(closing_mm / min(step[1:]))) + 2
+    closed with a disc of each radius and filled, one side at a time: the lesion that splits a
+    lung's air in two in a slice is bridged, the mediastinum between the lungs never is. One mask
+    per radius; the slice's labels and the dilation's distance map serve them all."""
+    regions = [np.zeros_like(air) for _ in radii_mm]
+    pad = int(np.ceil(max(radii_mm) / min(step[1:]))) + 2
     for k in range(air.shape[0]):
         labels, count = ndimage.label(air[k])
         if count == 0:
@@ -162,9 +163,9 @@ def _closed_per_lung(air: np.ndarray, step: np.ndarray, closing_mm: float, midli
             rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
             lo = [max(rows[0] - pad, 0), max(cols[0] - pad, 0)]
             hi = [min(rows[-1] + pad + 1, air.shape[1]), min(cols[-1] + pad + 1, air.shape[2])]
-            closed = _close_disc(mask[lo[0]:hi[0], lo[1]:hi[1]], step[1:], closing_mm)
-            region[k, lo[0]:hi[0], lo[1]:hi[1]] |= ndimage.binary_fill_holes(closed)
-    return region | air
+            for region, closed in zip(regions, _close_disc(mask[lo[0]:hi[0], lo[1]:hi[1]], step[1:], radii_mm)):
+                region[k, lo[0]:hi[0], lo[1]:hi[1]] |= ndimage.binary_fill_holes(closed)
+    return [region | air for region in regions]
 
 
 def _midline(hu: np.ndarray, isocentre_column: float) -> float:
@@ -178,10 +179,14 @@ def _midline(hu: np.ndarray, isocentre_column: float) -> float:
     return isocentre_column
 
 
-def _close_disc(mask: np.ndarray, step: np.ndarray, radius_mm: float) -> np.ndarray:
-    """Closing with a disc of radius_mm (anisotropic pixels) by two exact distance maps: a disc of
-    any size at the cost of two transforms, not of a structuring element that wide."""
+def _close_disc(mask: np.ndarray, step: np.ndarray, radii_mm: tuple[float, ...]) -> list[np.ndarray]:
+    """Closings with discs of each radius (anisotropic pixels) by exact distance maps: a disc of
+    any size at the cost of the transforms, not of a structuring element that wide; the
+    dilation's map is shared."""
     padded = np.pad(mask, 1)
-    grown = ndimage.distance_transform_edt(~padded, sampling=step) <= radius_mm
-    closed = ndimage.distance_transform_edt(grown, sampling=step) > radius_mm
-    return (closed | padded)[1:-1, 1:-1]
+    outside = ndimage.distance_transform_edt(~padded, sampling=step)
+    out = []
+    for radius in radii_mm:
+        closed = ndimage.distance_transform_edt(outside <= radius, sampling=step) > radius
+        out.append((closed | padded)[1:-1, 1:-1])
+    return out
