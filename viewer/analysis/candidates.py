@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from viewer.analysis.grids import block_max, block_mean
+from viewer.analysis.grids import block_max, block_mean, bounding_box
 from viewer.core.volume import Volume
 
 # Scales (mm): sigma = r / sqrt(3) for nodule radii ~2.4 to ~14 mm, a factor sqrt(2) apart.
@@ -78,8 +78,7 @@ def channel_candidates(probability: Volume, threshold: float = 0.5) -> list[Cand
         return []
     # The components on the bounding box of what is above the threshold: a whole-study label and
     # moments pass over 67 M voxels where a nodule channel has a few thousand.
-    box = tuple(slice(h[0], h[-1] + 1) for h in
-                (np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)))
+    box = bounding_box(above)
     values, offset = values[box], np.array([b.start for b in box])
     labels, count = ndimage.label(above[box])
     index = np.arange(1, count + 1)
@@ -97,7 +96,7 @@ def channel_candidates(probability: Volume, threshold: float = 0.5) -> list[Cand
 def blob_candidates(volume: Volume, region: np.ndarray, progress: Callable[[int, int, str], None] | None = None,
                     cancelled: Cancelled | None = None) -> list[Candidate]:
     """Blob centres inside `region` (bool, study grid), strongest first, one per 3 mm."""
-    box = _bounding_box(region, volume, pad_mm=3 * max(SCALES_MM))
+    box = bounding_box(region, np.ceil(3 * max(SCALES_MM) / np.array(volume.spacing)[::-1]).astype(int))
     if box is None:
         return []
     hu = np.clip(volume.voxels[box].astype(np.float32), -1000.0, 200.0)  # bone and metal would ring
@@ -195,16 +194,3 @@ def _suppress(candidates: list[Candidate], radius_mm: float) -> list[Candidate]:
         kept.append(c)
         points = np.vstack([points, p])
     return kept
-
-
-def _bounding_box(mask: np.ndarray, volume: Volume, pad_mm: float):
-    if not mask.any():
-        return None
-    spacing = np.array(volume.spacing)[::-1]
-    pad = np.ceil(pad_mm / spacing).astype(int)
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(hit[0] - pad[axis], 0), min(hit[-1] + pad[axis] + 1, mask.shape[axis])))
-    return tuple(box)

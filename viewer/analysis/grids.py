@@ -27,6 +27,19 @@ def block_max(array: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return blocks(array, factor).max(axis=(1, 3, 5))
 
 
+def bounding_box(mask: np.ndarray, pad=0) -> tuple[slice, ...] | None:
+    """The slices of the mask's bounding box, widened by `pad` voxels (one number, or one per
+    axis) within the array; None when the mask is empty."""
+    if not mask.any():
+        return None
+    pad = np.broadcast_to(np.asarray(pad, int), (mask.ndim,))
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(hit[0] - pad[axis], 0), min(hit[-1] + pad[axis] + 1, mask.shape[axis])))
+    return tuple(box)
+
+
 def upsample(mask: np.ndarray, factor: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Each coarse voxel repeated over its block, cut to the study grid's shape."""
     fine = mask

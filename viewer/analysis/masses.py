@@ -6,8 +6,9 @@ abuts the chest wall, the hilum or the mediastinum, so it is found as what it is
 dents up to ~60 mm), left after a morphological opening that removes everything thinner than
 MIN_CORE_MM (vessels, fissures, the pleura), with an equivalent diameter of at least
 MIN_MASS_MM. What the region's closing bridged without a lesion in it (the hilum's vessels, a
-sliver of heart or diaphragm at the lung's edge) is mostly outside the lung, so a mass must lie
-mostly inside the region and touch aerated lung over a fair share of its surface.
+sliver of heart or diaphragm at the lung's edge) is thinner than that core, contrast-filled, or
+out of touch with aerated lung, so a mass's core must be large, not contrast-dense, and touch
+aerated lung over a fair share of its surface.
 
 The mass is measured on the study grid with viewer.analysis.nodules' numbers (partial-volume
 volume, Lung-RADS axial diameters), so a mass and a nodule are reported alike.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from viewer.analysis.grids import block_mean, upsample
+from viewer.analysis.grids import block_mean, bounding_box, upsample
 from viewer.analysis.lung_region import LungRegion
 from viewer.analysis.nodules import NoduleMeasurement, measurement_of
 from viewer.core.volume import Volume
@@ -40,7 +41,7 @@ def find_masses(volume: Volume, region: LungRegion) -> list[NoduleMeasurement]:
     inside = block_mean(region.region.astype(np.float32), factor) > 0.5
     if not inside.any():
         return []
-    crop = _box(inside, np.ceil(10.0 / step).astype(int))  # the lungs' bounding box: the rest cannot hold a mass
+    crop = bounding_box(inside, np.ceil(10.0 / step).astype(int))  # the lungs' bounding box: the rest cannot hold a mass
     hu = block_mean(volume.voxels, factor)
     solid = (hu[crop] > SOLID_HU) & inside[crop]
     core = ndimage.distance_transform_edt(solid, sampling=step) > MIN_CORE_MM
@@ -66,14 +67,9 @@ def find_masses(volume: Volume, region: LungRegion) -> list[NoduleMeasurement]:
     return sorted(found, key=lambda m: -m.volume_mm3)
 
 
-def _box(mask: np.ndarray, pad: np.ndarray) -> tuple[slice, ...]:
-    hit = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    return tuple(slice(max(h[0] - p, 0), min(h[-1] + p + 1, n)) for h, p, n in zip(hit, pad, mask.shape))
-
-
 def _air_contact(hu: np.ndarray, piece: np.ndarray, step: np.ndarray) -> float:
     """Share of the shell 2-5 mm outside the piece that is aerated lung (on the piece's box)."""
-    box = _box(piece, np.ceil(6.0 / step).astype(int))
+    box = bounding_box(piece, np.ceil(6.0 / step).astype(int))
     outside = ndimage.distance_transform_edt(~piece[box], sampling=step)
     shell = (outside > 2.0) & (outside <= 5.0)
     return float(np.mean(hu[box][shell] < AERATED_HU)) if shell.any() else 0.0
@@ -82,11 +78,8 @@ def _air_contact(hu: np.ndarray, piece: np.ndarray, step: np.ndarray) -> float:
 def _measure(volume: Volume, piece: np.ndarray, factor: np.ndarray, region: LungRegion) -> NoduleMeasurement | None:
     """The mass on the study grid: its solid voxels within a voxel of the coarse core."""
     fine = upsample(piece, factor, volume.shape)
-    zs, ys, xs = (np.flatnonzero(fine.any(axis=a)) for a in ((1, 2), (0, 2), (0, 1)))
-    pad = np.ceil(4.0 / np.array(volume.spacing)[::-1]).astype(int)
-    lo = np.maximum([zs[0], ys[0], xs[0]] - pad, 0)
-    hi = np.minimum(np.array([zs[-1], ys[-1], xs[-1]]) + pad + 1, volume.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = bounding_box(fine, np.ceil(4.0 / np.array(volume.spacing)[::-1]).astype(int))
+    lo = np.array([b.start for b in box])
     hu = volume.voxels[box].astype(np.float32)
     grown = ndimage.distance_transform_edt(~fine[box], sampling=np.array(volume.spacing)[::-1]) <= 2.0
     nodule = grown & (hu > SOLID_HU)
@@ -99,5 +92,4 @@ def _measure(volume: Volume, piece: np.ndarray, factor: np.ndarray, region: Lung
     affine = np.array(volume.affine)
     affine[:3, 3] = volume.index_to_lps(lo[::-1])
     roi = Volume(hu, affine, volume.frame_of_reference_uid, volume.source, unit=volume.unit)
-    lung = region.region[box] if region is not None else np.zeros_like(nodule)
-    return measurement_of(roi, nodule, lung, kind="mass")
+    return measurement_of(roi, nodule, region.region[box], kind="mass")
