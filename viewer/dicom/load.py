@@ -15,15 +15,49 @@ import numpy as np
 
 from viewer.core.errors import DicomReadError, RadSightError, SeriesNotFoundError
 from viewer.core.volume import DisplayHints, GeometryWarning, SourceIdentity, Volume
+from viewer.dicom import volume_cache
 from viewer.dicom.pixels import FrameReader, output_dtype
 from viewer.dicom.scan import Progress, ScanResult, is_volume_file, scan
 from viewer.dicom.series import Series, group_series
+from viewer.dicom.volume_cache import SeriesKey, VolumeCache
 
 HU_UNIT = "[hnsf'U]"  # UCUM code for Hounsfield units
 
 
 def load_series(series: Series, progress: Progress | None = None,
-                cancelled: Callable[[], bool] | None = None) -> Volume:
+                cancelled: Callable[[], bool] | None = None, use_cache: bool = True) -> Volume:
+    """Every frame of `series` on its planned grid: from the volume cache when none of its
+    files changed (volume_cache.py), else decoded. `use_cache=False` always decodes."""
+    return _load_series(series, progress, cancelled, use_cache)[0]
+
+
+def _load_series(series: Series, progress: Progress | None, cancelled: Callable[[], bool] | None,
+                 use_cache: bool) -> tuple[Volume, SeriesKey | None]:
+    """The volume and its cache key when it is in the cache now.
+
+    A volume with undecodable frames left out is not cached: the frames are tried again next
+    time and the user sees the warning again.
+    """
+    cache = VolumeCache.default() if use_cache else None
+    key = cache.key_for(series) if cache is not None else None
+    if key is not None:
+        volume = cache.get(key)
+        if volume is not None:
+            if progress is not None:
+                progress(len(series.plan.records), len(series.plan.records), f"reading {series.label}")
+            return volume, key
+        volume_cache.stats["miss"] += 1
+    volume = _decode_series(series, progress, cancelled)
+    if key is None or any(w.code == "undecodable_frames" for w in volume.warnings):
+        return volume, None
+    # A file rewritten while it was decoded must not be cached under its old stamp.
+    if cache.key_for(series) != key or not cache.put(key, volume):
+        return volume, None
+    return volume, key
+
+
+def _decode_series(series: Series, progress: Progress | None = None,
+                   cancelled: Callable[[], bool] | None = None) -> Volume:
     """Read every frame of `series` onto its planned grid."""
     plan = series.plan
     records = plan.records
@@ -178,15 +212,23 @@ def open_path(path: Path | str, progress: Progress | None = None,
 
 
 def load(path: Path | str, series_uid: str | None = None, progress: Progress | None = None,
-         cancelled: Callable[[], bool] | None = None) -> Volume:
+         cancelled: Callable[[], bool] | None = None, use_cache: bool = True) -> Volume:
     """The volume of one series at `path` (a folder, a file, a DICOMDIR or a NIfTI/NRRD file).
 
     With several series and no `series_uid`, the one with most frames is loaded and a warning
     names the others' count. `series_uid` may be a split part's key (`<uid>#<n>`).
+    When no file under `path` changed since the last load, the cached volume is returned
+    without reading any header (volume_cache.py); `use_cache=False` reads everything.
     """
     path = Path(path)
     if path.is_file() and is_volume_file(path):
         return load_volume_file(path)
+    cache = VolumeCache.default() if use_cache else None
+    snap = cache.snapshot(path, series_uid) if cache is not None else None
+    if snap is not None and (volume := cache.reopen(snap)) is not None:
+        if progress is not None:
+            progress(1, 1, "opened from the volume cache")
+        return volume
     series_list, result = open_path(path, progress, cancelled)
     if not series_list:
         if result.volume_files:
@@ -205,11 +247,14 @@ def load(path: Path | str, series_uid: str | None = None, progress: Progress | N
     else:
         candidates = series_list
     chosen = max(candidates, key=lambda s: len(s.records))
-    volume = load_series(chosen, progress, cancelled)
+    volume, key = _load_series(chosen, progress, cancelled, use_cache)
+    plain = volume.warnings
     if len(candidates) > 1:
         note = GeometryWarning("several_series", (
             f"{path} holds {len(candidates)} series; loaded the largest ({chosen.key}, "
             f"{len(chosen.records)} frames); pass series_uid to choose another"))
         volume = Volume(volume.voxels, volume.affine, volume.frame_of_reference_uid, volume.source,
                         volume.warnings + (note,), volume.display, volume.unit)
+    if snap is not None and key is not None:
+        cache.remember(snap, key, volume.warnings[len(plain):])
     return volume
