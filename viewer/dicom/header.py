@@ -66,6 +66,7 @@ class SliceRecord:
     patient_id: str = ""
     patient_name: str = ""
     study_description: str = ""
+    encapsulated_offset: int | None = None  # offset of the encapsulated Pixel Data value (its first item)
 
     @property
     def is_native_fast(self) -> bool:

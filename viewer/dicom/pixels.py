@@ -3,12 +3,16 @@
 Uncompressed little-endian frames are read with one `readinto` at the offset found during the
 scan, straight into the output volume when no conversion is needed: pydicom's `pixel_array`
 would first build the whole dataset and a second copy of the pixels. Everything else (JPEG
-family, JPEG-LS, JPEG 2000, RLE, deflate, big-endian) goes through pydicom's pixel decoders
-(pylibjpeg / gdcm plugins).
+family, JPEG-LS, JPEG 2000, HTJ2K, RLE) is decoded one frame at a time from the fragment
+bytes at the offset the scan recorded, by the fastest decoder measured per syntax
+(viewer.dicom.decoders); what that table does not cover (colour, deflate, big-endian) goes
+through pydicom's pixel decoders (pylibjpeg / gdcm plugins). `read_into` may be called from
+several threads at once for different frames.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from pydicom.encaps import generate_frames
 from pydicom.pixels import get_decoder, pixel_array
 
 from viewer.core.errors import DicomReadError
+from viewer.dicom import decoders
 from viewer.dicom.header import SliceRecord, transfer_syntax_name
 
 
@@ -77,19 +82,39 @@ def _mask_stored_bits(raw: np.ndarray, r: SliceRecord) -> np.ndarray:
 
 
 class FrameReader:
-    """Reads frames of one series; caches decoded multi-frame/compressed files for one load."""
+    """Reads frames of one series; caches split or decoded multi-frame files for one load.
+
+    Thread-safe: scratch buffers are per thread, and each multi-frame file is decoded or split
+    by one thread while the others needing it wait.
+    """
 
     def __init__(self) -> None:
         self._decoded: dict[Path, np.ndarray] = {}
-        self._buffer: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self._file_locks: dict[Path, threading.Lock] = {}
+        self._local = threading.local()
+        self._fragments = decoders.FragmentSource()
 
     def read_into(self, r: SliceRecord, out: np.ndarray) -> None:
         """Write frame `r` as modality values into the 2-D array `out` (rows x cols)."""
         if r.is_native_fast:
             self._read_native(r, out)
+        elif decoders.handles(r):
+            self._rescale(self._decode_fragment(r), r, out)
         else:
             raw = self._decode(r)
             self._rescale(raw, r, out)
+
+    def _decode_fragment(self, r: SliceRecord) -> np.ndarray:
+        try:
+            src = self._fragments.frame(r)
+        except DicomReadError:
+            raise
+        except Exception as exc:  # pydicom.encaps raises ValueError and struct errors on damaged items
+            raise DicomReadError(r.path, (
+                f"encapsulated pixel data of {transfer_syntax_name(r.transfer_syntax)} cannot be split "
+                f"into frames: {type(exc).__name__}: {exc}")) from None
+        return decoders.decode_frame(src, r)
 
     def _read_native(self, r: SliceRecord, out: np.ndarray) -> None:
         dtype = r.native_dtype()
@@ -102,9 +127,9 @@ class FrameReader:
         elif in_place:
             target = out.view(dtype)  # read the stored values where the HU will be: one memory pass
         else:
-            if self._buffer is None or self._buffer.dtype != dtype or self._buffer.shape != out.shape:
-                self._buffer = np.empty(out.shape, dtype=dtype)
-            target = self._buffer
+            target = getattr(self._local, "buffer", None)
+            if target is None or target.dtype != dtype or target.shape != out.shape:
+                target = self._local.buffer = np.empty(out.shape, dtype=dtype)
         try:
             with open(r.path, "rb", buffering=0) as fp:
                 fp.seek(r.pixel_offset)
@@ -120,6 +145,14 @@ class FrameReader:
             self._rescale(_mask_stored_bits(target, r), r, out)
 
     def _decode(self, r: SliceRecord) -> np.ndarray:
+        if r.number_of_frames > 1 and r.path not in self._decoded:
+            with self._lock:
+                file_lock = self._file_locks.setdefault(r.path, threading.Lock())
+            with file_lock:  # one thread decodes a multi-frame file; the others then read the cache
+                return self._decode_cached(r)
+        return self._decode_cached(r)
+
+    def _decode_cached(self, r: SliceRecord) -> np.ndarray:
         arr = self._decoded.get(r.path)
         if arr is None:
             try:
@@ -146,9 +179,10 @@ class FrameReader:
 
     @staticmethod
     def _decode_standard(ds) -> np.ndarray:
-        """pydicom's decoders, pylibjpeg first: GDCM refuses 12-bit JPEG Extended and logs it."""
+        """pydicom's decoders; pylibjpeg first for JPEG Extended, which GDCM refuses at 12 bits
+        (and logs), but not for lossless JPEG, where pylibjpeg-libjpeg gets 16-bit frames wrong."""
         ts = ds.file_meta.TransferSyntaxUID
-        if ts.is_compressed and "pylibjpeg" in getattr(get_decoder(ts), "available_plugins", ()):
+        if ts == "1.2.840.10008.1.2.4.51" and "pylibjpeg" in getattr(get_decoder(ts), "available_plugins", ()):
             try:
                 return pixel_array(ds, decoding_plugin="pylibjpeg")
             except Exception:

@@ -178,6 +178,8 @@ def _read_records(path: Path, fast: bool) -> list[SliceRecord] | NonImageObject:
                     f"{max(size - offset, 0)} remain"))
             if not compressed and base.bits_allocated >= 8:
                 base = base.with_frame(pixel_offset=offset)
+        elif compressed:
+            base = base.with_frame(encapsulated_offset=offset)  # decoders.FragmentSource reads from here
     elif ts not in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.2"):
         raise DicomReadError(path, "no Pixel Data (7FE0,0010): image header without pixels")
     if base.bits_allocated not in (1, 8, 16, 32):
