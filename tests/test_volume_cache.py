@@ -118,6 +118,7 @@ def test_deleted_and_added_files_invalidate(tmp_path):
 def test_damaged_entry_is_discarded_and_series_read_again(tmp_path, own_cache, damage, caplog):
     aged_series(tmp_path / "a", seed=1)
     reference = load(tmp_path / "a")
+    volume_cache.wait()
     (entry,) = [p for p in own_cache.glob("*.json") if not p.name.endswith(".path.json")]
     npy = entry.with_suffix(".npy")
     if damage == "json":
@@ -140,6 +141,7 @@ def test_lru_eviction_keeps_the_limit(tmp_path, own_cache, monkeypatch):
     for name, seed in (("a", 1), ("b", 2), ("c", 3)):
         aged_series(tmp_path / name, seed=seed)
     load(tmp_path / "a")
+    volume_cache.wait()
     entry_bytes = sum(p.stat().st_size for p in own_cache.iterdir() if not p.name.endswith(".path.json"))
     limit = int(2.5 * entry_bytes)
     monkeypatch.setenv(volume_cache.ENV_LIMIT, str(limit / 2**20))
@@ -149,6 +151,7 @@ def test_lru_eviction_keeps_the_limit(tmp_path, own_cache, monkeypatch):
     time.sleep(0.05)
     before = counts()
     load(tmp_path / "c")
+    volume_cache.wait()  # entries are finished (fsync, eviction) on a writer thread
     assert delta(before, "evicted") == 1
     held = sum(p.stat().st_size for p in own_cache.iterdir() if not p.name.endswith(".path.json"))
     assert held <= limit
@@ -202,6 +205,7 @@ def test_leftover_temp_files_are_ignored_and_cleaned(tmp_path, own_cache):
     running = own_cache / f"{volume_cache.TEMP_PREFIX}live-4567.npy"  # another process writing now
     running.write_bytes(b"\x93NUMPY")
     assert_same_volume(load(tmp_path / "a"), reference)
+    volume_cache.wait()
     assert not stale.exists() and running.exists()
     # An .npy whose JSON never got written (crash between the two renames) is never read.
     (entry,) = [p for p in own_cache.glob("*.json") if not p.name.endswith(".path.json")]
@@ -216,6 +220,7 @@ def test_files_are_private(tmp_path, own_cache):
     old = os.umask(0o022)
     try:
         load(tmp_path / "s")
+        volume_cache.wait()
     finally:
         os.umask(old)
     assert stat.S_IMODE(own_cache.stat().st_mode) == 0o700

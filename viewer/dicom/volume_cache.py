@@ -11,9 +11,10 @@ without parsing a header (`reopen`).
 
 Why hand-written rather than diskcache or joblib.Memory: both hand values back by reading them
 whole (pickle); an instant re-open needs the .npy memory-mapped, and the stamps checked on every
-use. Entries are written to a temp file, fsynced and renamed, so a half-written entry is never
-read; anything that does not read back is deleted with a log line and the series is decoded
-again. Files are 0600 in a 0700 folder: they hold patient images.
+use. Entries are written on a writer thread (the load does not wait for the disk) to a temp
+file, fsynced and renamed, .npy before .json, so a half-written entry is never read; anything
+that does not read back is deleted with a log line and the series is decoded again. Files are
+0600 in a 0700 folder: they hold patient images.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -219,18 +222,29 @@ class VolumeCache:
             "source": asdict(volume.source), "warnings": [w.to_json() for w in volume.warnings],
             "display": asdict(volume.display), "unit": volume.unit,
         }
-        try:
-            self._write(f"{key.digest}.npy", lambda fp: np.lib.format.write_array(fp, voxels, allow_pickle=False))
-            self._write(f"{key.digest}.json", lambda fp: fp.write(json.dumps(meta).encode()))
-            _fsync_dir(self.folder)
-        except OSError as exc:
-            log.warning("volume cache: entry %s not stored (%s)", key.digest, exc.strerror or exc)
-            return False
-        stats["store"] += 1
-        self.evict(limit)
+        # The writer thread gets its own copy, so a caller writing into the voxels cannot
+        # change the entry, and the load does not wait for the disk (a 150 MB write measured
+        # 0.02-1.3 s here, with other jobs writing). One copy at most is in flight: the next
+        # put waits for it, so a burst of loads cannot pile copies up in memory.
+        wait()
+        voxels = np.array(voxels, order="C", copy=True)
+
+        def finish() -> None:
+            try:
+                self._write(f"{key.digest}.npy", lambda fp: np.lib.format.write_array(fp, voxels, allow_pickle=False))
+                self._write(f"{key.digest}.json", lambda fp: fp.write(json.dumps(meta).encode()))
+                _fsync_dir(self.folder)
+            except OSError as exc:
+                log.warning("volume cache: entry %s not stored (%s)", key.digest, exc.strerror or exc)
+                return
+            stats["store"] += 1
+            self.evict(limit)
+
+        _submit(key.digest, finish)
         return True
 
     def _read(self, digest: str) -> tuple[Volume, dict] | None:
+        _wait_for(digest)
         json_path = self.folder / f"{digest}.json"
         try:
             meta = json.loads(json_path.read_bytes())
@@ -283,6 +297,7 @@ class VolumeCache:
         """The volume `load(path, series_uid)` returned last time, if nothing under the path
         (nor any file the series came from) changed since; None otherwise."""
         index_path = self.folder / f"{snap.digest}.path.json"
+        _wait_for(snap.digest)
         try:
             index = json.loads(index_path.read_bytes())
             listing = {p: tuple(s) for p, s in index["listing"].items()}
@@ -328,10 +343,14 @@ class VolumeCache:
         index = {"format": FORMAT, "path": snap.path, "series_uid": snap.series_uid, "entry": key.digest,
                  "listing": {p: list(s) for p, s in snap.listing.items()},
                  "extra_warnings": [w.to_json() for w in extra_warnings]}
-        try:
-            self._write(f"{snap.digest}.path.json", lambda fp: fp.write(json.dumps(index).encode()))
-        except OSError as exc:
-            log.warning("volume cache: re-open index not stored (%s)", exc.strerror or exc)
+
+        def write() -> None:  # after the entry's own write: the writer thread runs in order
+            try:
+                self._write(f"{snap.digest}.path.json", lambda fp: fp.write(json.dumps(index).encode()))
+            except OSError as exc:
+                log.warning("volume cache: re-open index not stored (%s)", exc.strerror or exc)
+
+        _submit(snap.digest, write)
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -360,7 +379,8 @@ class VolumeCache:
             self._remove(key)
             stats["evicted"] += 1
             total -= size
-        live = {key for key, _, _ in _entries(self.folder)}
+        with _lock:
+            live = {key for key, _, _ in _entries(self.folder)} | set(_pending)
         for index_path in self.folder.glob("*.path.json"):
             try:
                 if json.loads(index_path.read_bytes()).get("entry") not in live:
@@ -373,6 +393,7 @@ class VolumeCache:
             _unlink(self.folder / name)
 
     def _write(self, name: str, fill) -> None:
+        """Write `name` durably: a 0600 temp file, fsync, rename; never half a file under `name`."""
         tmp = self.folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         try:
@@ -401,6 +422,49 @@ class VolumeCache:
         # The JSON first: without it the entry is incomplete and never read.
         _unlink(self.folder / f"{digest}.json")
         _unlink(self.folder / f"{digest}.npy")
+
+
+_lock = threading.Lock()
+_pending: dict[str, Future] = {}  # digest -> its entry being finished by the writer thread
+_executor: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One thread finishes entries in the background (joined at interpreter exit)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radsight-volume-cache")
+    return _executor
+
+
+def _submit(digest: str, job) -> None:
+    """Run `job` on the writer thread; readers of `digest` wait for it (`_wait_for`)."""
+    def run() -> None:
+        try:
+            job()
+        finally:
+            with _lock:
+                if _pending.get(digest) is future:
+                    del _pending[digest]
+
+    with _lock:
+        future = _writer().submit(run)
+        _pending[digest] = future
+
+
+def _wait_for(digest: str) -> None:
+    with _lock:
+        future = _pending.get(digest)
+    if future is not None:
+        future.result()
+
+
+def wait() -> None:
+    """Block until every entry this process is writing is complete (tests, benchmarks)."""
+    with _lock:
+        futures = list(_pending.values())
+    for future in futures:
+        future.result()
 
 
 def _listed_stamp(snap: PathSnapshot, name: str) -> Stamp | None:
