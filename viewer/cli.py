@@ -401,10 +401,11 @@ def cmd_open(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from viewer.bench.load import run_load_benchmark
+    from viewer.bench.load import DEFAULT_SYNTAXES, run_load_benchmark
 
-    report = run_load_benchmark(slices=args.slices, repeats=args.repeat, workdir=args.workdir,
-                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    syntaxes = tuple(args.syntax) if args.syntax else DEFAULT_SYNTAXES
+    report = run_load_benchmark(slices=args.slices, repeats=args.repeat, workdir=args.workdir, syntaxes=syntaxes,
+                                series=args.series, log=lambda m: print(m, file=sys.stderr, flush=True))
     _emit(report, args.json, lambda r: print(r["text"]))
     return 0
 
@@ -661,10 +662,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print ratios against a reference run alongside")
     bench = p.add_subparsers(dest="bench_command", required=True)
-    b = bench.add_parser("load", help="DICOM series load: RadSight vs SimpleITK vs raw file reads")
+    b = bench.add_parser("load", help="DICOM series load per transfer syntax: RadSight vs SimpleITK, first slice, "
+                                      "re-open from cache, peak memory")
     b.add_argument("--slices", type=int, default=300)
     b.add_argument("--repeat", type=int, default=3)
-    b.add_argument("--workdir", help="where to write the synthetic 512x512 series (default: a temp folder)")
+    b.add_argument("--workdir", help="where to write the synthetic 512x512 series (default: a temp folder; "
+                                     "an existing one is re-used)")
+    b.add_argument("--syntax", action="append", metavar="NAME",
+                   help="only this transfer syntax (repeatable): explicit-le, explicit-le-small-header, rle, "
+                        "jpeg-ls, jpeg2000, jpeg-lossless, htj2k")
+    b.add_argument("--series", metavar="PATH", help="measure this series folder instead of the synthetic CT")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
     b = bench.add_parser("inference", help="ONNX Runtime vs PyTorch eager sliding window; whole demo CT")

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
+from viewer.bench.series_maker import encode_dataset
 from viewer.bench.timing import median_seconds
 from viewer.dicom import decoders
 from viewer.dicom.scan import read_records
@@ -44,55 +43,6 @@ SYNTAXES = {
     "1.2.840.10008.1.2.4.51": "JPEG extended 12-bit", "1.2.840.10008.1.2.5": "RLE lossless",
     "1.2.840.10008.1.2.1.99": "Deflated explicit LE",
 }
-
-
-def _imagecodecs_frame(arr: np.ndarray, ts: str) -> bytes:
-    import imagecodecs
-
-    if ts in ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202"):
-        # OpenJPH writes RPCL progression by default; .202 also asks for TLM markers.
-        return imagecodecs.htj2k_encode(arr, reversible=True, tlm=ts.endswith("202"))
-    if ts == "1.2.840.10008.1.2.4.203":
-        return imagecodecs.htj2k_encode(arr, level=0.0001, reversible=False)  # ~2:1, max error ~13
-    if ts in ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"):
-        unsigned = arr.view(np.uint16) if arr.dtype == np.int16 else arr
-        # Not predictors 5-7: libjpeg-turbo writes 16-bit frames with them that every decoder
-        # (itself, liblj92, jpegsof3, GDCM) reads back differently from what was encoded.
-        return imagecodecs.jpeg8_encode(unsigned, lossless=True, predictor=1 if ts.endswith("70") else 4)
-    if ts == "1.2.840.10008.1.2.4.51":
-        return imagecodecs.jpeg8_encode(arr, level=90, bitspersample=12)
-    if ts == "1.2.840.10008.1.2.4.50":
-        return imagecodecs.jpeg8_encode(arr, level=90)
-    raise ValueError(f"no imagecodecs encoder chosen for {ts}")
-
-
-def encode_dataset(ds: Dataset, ts: str) -> Dataset:
-    """`ds` (native, one frame) re-encoded as `ts`, in place; lossy 8/12-bit JPEG rescale to fit."""
-    ts = UID(ts)
-    arr = ds.pixel_array
-    if ts == "1.2.840.10008.1.2.4.50" or ts == "1.2.840.10008.1.2.4.51":
-        bits = 8 if ts.endswith("50") else 12
-        slope = 16 if bits == 8 else 1
-        hu = arr.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
-        arr = np.clip(np.rint((hu + 1024) / slope), 0, (1 << bits) - 1).astype(np.uint8 if bits == 8 else np.uint16)
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = arr.itemsize * 8, bits, bits - 1, 0
-        ds.RescaleSlope, ds.RescaleIntercept = slope, -1024
-        ds.PixelData = arr.tobytes()
-    if ts == "1.2.840.10008.1.2.1.99":
-        ds.file_meta.TransferSyntaxUID = ts
-        return ds
-    plugin = {"1.2.840.10008.1.2.4.90": ("pylibjpeg", {}), "1.2.840.10008.1.2.4.91": ("pylibjpeg", {"j2k_cr": [10]}),
-              "1.2.840.10008.1.2.4.80": ("pyjpegls", {}), "1.2.840.10008.1.2.4.81": ("pyjpegls", {"jls_error": 2}),
-              "1.2.840.10008.1.2.5": ("", {})}.get(ts)
-    if plugin is not None:
-        ds.compress(ts, encoding_plugin=plugin[0], **plugin[1])
-        return ds
-    ds.PixelData = encapsulate([_imagecodecs_frame(arr, ts)])
-    ds["PixelData"].VR = "OB"
-    ds.file_meta.TransferSyntaxUID = ts
-    ds.LossyImageCompression = "01" if ts in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
-                                             "1.2.840.10008.1.2.4.203") else "00"
-    return ds
 
 
 def write_encoded(source: Path, ts: str, target: Path) -> Path:

@@ -16,6 +16,7 @@ import numpy as np
 from viewer.core.errors import DicomReadError, RadSightError, SeriesNotFoundError
 from viewer.core.volume import DisplayHints, GeometryWarning, SourceIdentity, Volume
 from viewer.dicom import volume_cache
+from viewer.dicom import decoders
 from viewer.dicom.pixels import FrameReader, output_dtype
 from viewer.dicom.scan import Progress, ScanResult, is_volume_file, scan
 from viewer.dicom.series import Series, group_series
@@ -91,11 +92,15 @@ def _decode_series(series: Series, progress: Progress | None = None,
 
 
 def _decode_workers(records) -> int:
-    """Threads for compressed single-frame files: their decoders release the GIL, and a slice
-    takes milliseconds to decode, so every core helps. Native frames are a `readinto` (bound by
-    memory bandwidth: threads measured no faster on 2 cores) and multi-frame files share one
-    decoded array, so both stay on the calling thread."""
-    if len(records) < 4 or any(r.is_native_fast or r.number_of_frames > 1 for r in records):
+    """Threads when every frame goes to a decoder that releases the GIL (decoders.py measured
+    which): a compressed slice takes milliseconds to decode, so each core helps. Otherwise one
+    thread: native frames are a `readinto` bound by memory bandwidth (threads measured no faster
+    on 2 cores); RLE's fastest decoder holds the GIL but takes 0.3 ms a frame, less than a
+    process pool costs to start; what is left (deflate, colour, big-endian, retired JPEG) goes
+    through pydicom, is rare, and holds the GIL."""
+    if len(records) < 4 or not all(decoders.handles(r) for r in records):
+        return 1
+    if not all(decoders.releases_gil(ts) for ts in {r.transfer_syntax for r in records}):
         return 1
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 8))
 
