@@ -74,7 +74,12 @@ def test_second_load_comes_from_the_cache_unchanged(tmp_path):
     assert delta(before, "hit") == 1
 
 
-def test_rewritten_file_is_read_again(tmp_path):
+def entries(cache: Path) -> list[Path]:
+    volume_cache.wait()
+    return [p for p in cache.glob("*.json") if not p.name.endswith(".path.json")]
+
+
+def test_rewritten_file_is_read_again(tmp_path, own_cache):
     truth = aged_series(tmp_path / "s")
     load(tmp_path / "s")
     path = truth["paths"][3]
@@ -88,6 +93,7 @@ def test_rewritten_file_is_read_again(tmp_path):
     volume = load(tmp_path / "s")
     assert delta(before, "reopen") == 0 and delta(before, "hit") == 0 and delta(before, "miss") == 1
     assert volume.voxels[3, 2, 3] == 1500
+    assert len(entries(own_cache)) == 1  # the stale entry is gone, not left to the LRU
     assert_same_volume(volume, load(tmp_path / "s", use_cache=False))
     before = counts()
     assert load(tmp_path / "s").voxels[3, 2, 3] == 1500
@@ -114,21 +120,24 @@ def test_deleted_and_added_files_invalidate(tmp_path):
     assert delta(before, "reopen") == 0 and delta(before, "hit") == 1
 
 
-@pytest.mark.parametrize("damage", ["json", "npy", "foreign"])
+@pytest.mark.parametrize("damage", ["json", "edited", "npy", "foreign"])
 def test_damaged_entry_is_discarded_and_series_read_again(tmp_path, own_cache, damage, caplog):
     aged_series(tmp_path / "a", seed=1)
+    aged_series(tmp_path / "b", seed=2, shape_zyx=(6, 20, 24))
     reference = load(tmp_path / "a")
-    volume_cache.wait()
-    (entry,) = [p for p in own_cache.glob("*.json") if not p.name.endswith(".path.json")]
+    (entry,) = entries(own_cache)
     npy = entry.with_suffix(".npy")
     if damage == "json":
-        entry.write_text('{"format": 1, "shape": [')
+        entry.write_bytes(entry.read_bytes()[:40])
+    elif damage == "edited":  # still valid JSON, but not what was written
+        entry.write_text(entry.read_text().replace("SYNTHETIC TEST", "SYNTHETIC TESX"))
     elif damage == "npy":
         npy.write_bytes(npy.read_bytes()[:-100])
-    else:
-        meta = json.loads(entry.read_text())
-        meta["key"] = "0" * 40
-        entry.write_text(json.dumps(meta))
+    else:  # another series' entry under this key
+        load(tmp_path / "b")
+        (other,) = [p for p in entries(own_cache) if p != entry]
+        shutil.copy(other, entry)
+        shutil.copy(other.with_suffix(".npy"), npy)
     before = counts()
     volume = load(tmp_path / "a")
     assert delta(before, "discarded") == 1 and delta(before, "miss") == 1
@@ -208,7 +217,7 @@ def test_leftover_temp_files_are_ignored_and_cleaned(tmp_path, own_cache):
     volume_cache.wait()
     assert not stale.exists() and running.exists()
     # An .npy whose JSON never got written (crash between the two renames) is never read.
-    (entry,) = [p for p in own_cache.glob("*.json") if not p.name.endswith(".path.json")]
+    (entry,) = entries(own_cache)
     entry.unlink()
     before = counts()
     assert_same_volume(load(tmp_path / "a"), reference)

@@ -186,7 +186,7 @@ class VolumeCache:
         h = hashlib.sha256(_VERSION.encode())
         h.update(json.dumps([series.key, str(plan.records[0].path.parent),  # quoted by the volume's source
                              [(name, r.frame, r.sop_instance_uid) for name, r in zip(names, plan.records)],
-                             sorted(files.items()), plan.shape,
+                             sorted(files.items()), [int(v) for v in plan.shape],
                              [(w.code, w.message) for w in series.all_warnings]]).encode())
         for array in (plan.affine, plan.inplane_shift, *(plan.resample or ())):
             if array is not None:
@@ -199,8 +199,8 @@ class VolumeCache:
         entry = self._read(key.digest)
         if entry is None:
             return None
-        volume, meta = entry
-        if {p: tuple(s) for p, s in meta["files"].items()} != key.files:
+        volume, files = entry
+        if files != key.files:
             self._discard(key.digest, "its file stamps do not match its key")
             return None
         self._touch(key.digest)
@@ -232,7 +232,7 @@ class VolumeCache:
         def finish() -> None:
             try:
                 self._write(f"{key.digest}.npy", lambda fp: np.lib.format.write_array(fp, voxels, allow_pickle=False))
-                self._write(f"{key.digest}.json", lambda fp: fp.write(json.dumps(meta).encode()))
+                self._write(f"{key.digest}.json", lambda fp: fp.write(_dump(meta)))
                 _fsync_dir(self.folder)
             except OSError as exc:
                 log.warning("volume cache: entry %s not stored (%s)", key.digest, exc.strerror or exc)
@@ -243,11 +243,12 @@ class VolumeCache:
         _submit(key.digest, finish)
         return True
 
-    def _read(self, digest: str) -> tuple[Volume, dict] | None:
+    def _read(self, digest: str) -> tuple[Volume, dict[str, Stamp]] | None:
+        """The entry's volume and the stamps of its source files; None when absent or damaged."""
         _wait_for(digest)
         json_path = self.folder / f"{digest}.json"
         try:
-            meta = json.loads(json_path.read_bytes())
+            meta = _parse(json_path.read_bytes())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -267,10 +268,11 @@ class VolumeCache:
                 source=SourceIdentity(**meta["source"]),
                 warnings=tuple(GeometryWarning(**w) for w in meta["warnings"]),
                 display=DisplayHints(**meta["display"]), unit=meta["unit"])
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            files = {str(p): (int(s[0]), int(s[1])) for p, s in meta["files"].items()}
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             self._discard(digest, f"it does not read back ({type(exc).__name__}: {exc})")
             return None
-        return volume, meta
+        return volume, files
 
     # -- re-open of a path without scanning --------------------------------------------------
 
@@ -299,28 +301,30 @@ class VolumeCache:
         index_path = self.folder / f"{snap.digest}.path.json"
         _wait_for(snap.digest)
         try:
-            index = json.loads(index_path.read_bytes())
+            index = _parse(index_path.read_bytes())
             listing = {p: tuple(s) for p, s in index["listing"].items()}
             entry_key = index["entry"]
+            if not _is_digest(entry_key):
+                raise ValueError(f"entry {entry_key!r} is not a cache key")
             extra = tuple(GeometryWarning(**w) for w in index["extra_warnings"])
             same = (index["format"] == FORMAT and index["path"] == snap.path
                     and index["series_uid"] == snap.series_uid and listing == snap.listing)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             log.info("volume cache: re-open index %s discarded: %s", snap.digest, exc)
             _unlink(index_path)
             stats["discarded"] += 1
             return None
         if not same:
+            self._drop_if_stale(entry_key, snap)
             return None
         entry = self._read(entry_key)
         if entry is None:
             return None
-        volume, meta = entry
-        for name, stamp in meta["files"].items():
-            now = _listed_stamp(snap, name)
-            if now is None or tuple(stamp) != tuple(now):
+        volume, files = entry
+        for name, stamp in files.items():
+            if _listed_stamp(snap, name) != stamp:
                 self._discard(entry_key, "a source file changed")
                 return None
         self._touch(entry_key)
@@ -329,6 +333,17 @@ class VolumeCache:
             volume = Volume(volume.voxels, volume.affine, volume.frame_of_reference_uid, volume.source,
                             volume.warnings + extra, volume.display, volume.unit)
         return volume
+
+    def _drop_if_stale(self, digest: str, snap: PathSnapshot) -> None:
+        """Delete the entry a changed path led to when one of its own files changed: it can
+        never be used again, so it should not wait for the LRU to go."""
+        try:
+            files = _parse((self.folder / f"{digest}.json").read_bytes())["files"]
+        except (OSError, ValueError, TypeError, KeyError):
+            return
+        if any(_listed_stamp(snap, name) != tuple(stamp) for name, stamp in files.items()):
+            log.info("volume cache: entry %s removed: a source file changed", digest)
+            self._remove(digest)
 
     def remember(self, snap: PathSnapshot, key: SeriesKey, extra_warnings: tuple[GeometryWarning, ...]) -> None:
         """Note that `load(snap.path, snap.series_uid)` gave entry `key` plus `extra_warnings`.
@@ -346,7 +361,7 @@ class VolumeCache:
 
         def write() -> None:  # after the entry's own write: the writer thread runs in order
             try:
-                self._write(f"{snap.digest}.path.json", lambda fp: fp.write(json.dumps(index).encode()))
+                self._write(f"{snap.digest}.path.json", lambda fp: fp.write(_dump(index)))
             except OSError as exc:
                 log.warning("volume cache: re-open index not stored (%s)", exc.strerror or exc)
 
@@ -383,7 +398,7 @@ class VolumeCache:
             live = {key for key, _, _ in _entries(self.folder)} | set(_pending)
         for index_path in self.folder.glob("*.path.json"):
             try:
-                if json.loads(index_path.read_bytes()).get("entry") not in live:
+                if _parse(index_path.read_bytes()).get("entry") not in live:
                     index_path.unlink()
             except (OSError, ValueError, AttributeError):
                 _unlink(index_path)
@@ -465,6 +480,30 @@ def wait() -> None:
         futures = list(_pending.values())
     for future in futures:
         future.result()
+
+
+def _dump(obj: dict) -> bytes:
+    """JSON with a checksum of itself: a damaged or edited file that still parses is caught."""
+    body = json.dumps(obj, sort_keys=True)
+    return json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body}).encode()
+
+
+def _parse(data: bytes) -> dict:
+    """What `_dump` wrote; ValueError when the file is damaged or not ours."""
+    outer = json.loads(data)
+    if not isinstance(outer, dict) or not isinstance(outer.get("body"), str):
+        raise ValueError("not a volume cache file")
+    if hashlib.sha256(outer["body"].encode()).hexdigest() != outer.get("sha256"):
+        raise ValueError("checksum mismatch")
+    obj = json.loads(outer["body"])
+    if not isinstance(obj, dict):
+        raise ValueError("not a volume cache file")
+    return obj
+
+
+def _is_digest(value) -> bool:
+    """A key as this module makes them (no path separators: an index never points elsewhere)."""
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _listed_stamp(snap: PathSnapshot, name: str) -> Stamp | None:
