@@ -410,6 +410,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_decoders(args) -> int:
+    from viewer.bench.decoders import format_table, run_decoder_benchmark
+
+    rows = run_decoder_benchmark(Path(args.file) if args.file else None, repeats=args.repeat,
+                                 log=lambda m: print(m, file=sys.stderr, flush=True) if args.verbose else None)
+    _emit({"rows": rows}, args.json, lambda r: print(format_table(r["rows"])))
+    return 0
+
+
 def cmd_bench_inference(args) -> int:
     from viewer.bench.inference import run_inference_benchmark
 
@@ -674,6 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--series", metavar="PATH", help="measure this series folder instead of the synthetic CT")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    b = bench.add_parser("decoders", help="per-frame decode time of every installed decoder per compressed syntax, "
+                                          "and whether 2 threads scale (the measurement behind the decoder order)")
+    b.add_argument("file", nargs="?", help="a CT DICOM file to re-encode (default: a synthetic chest slice)")
+    b.add_argument("--repeat", type=int, default=20)
+    b.add_argument("--verbose", action="store_true", help="print each row as it is measured")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_decoders)
     b = bench.add_parser("inference", help="ONNX Runtime vs PyTorch eager sliding window; whole demo CT")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--threads", type=int, default=2)

@@ -7,7 +7,7 @@ its fragment bytes decoded by each candidate. "pydicom:<plugin>" rows time pydic
 `Decoder.as_array` with that plugin on the already-read dataset; "pydicom dcmread+pixel_array"
 is the whole-file path FrameReader used before the table (and still uses for deflate).
 
-    .venv/bin/python -m viewer.bench.decoders [CT_FILE] [--repeats N]
+    radsight bench decoders [CT_FILE] [--repeat N] [--json]
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import pydicom
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
-from viewer.bench.series_maker import encode_dataset
+from viewer.bench.series_maker import encode_dataset, write_bench_series
 from viewer.bench.timing import median_seconds
 from viewer.dicom import decoders
 from viewer.dicom.scan import read_records
 
-DEFAULT_CT = Path(__file__).resolve().parents[3] / "shared/testdata/real_ct/covid_ricord_419639-000082/ct_scans/1-100.dcm"
 
 SYNTAXES = {
     "1.2.840.10008.1.2.4.90": "JPEG 2000 lossless", "1.2.840.10008.1.2.4.91": "JPEG 2000 lossy",
@@ -99,11 +98,15 @@ def gil_free_share(fn: Callable[[], object], repeats: int) -> float:
     return busy / max(idle, 1)
 
 
-def run_decoder_benchmark(source: Path = DEFAULT_CT, repeats: int = 20,
+def run_decoder_benchmark(source: Path | None = None, repeats: int = 20,
                           log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> list[dict]:
+    """`source`: one CT file (a real one gives real entropy); without it, bench load's chest slice."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if source is None:
+            write_bench_series(Path(tmp) / "source", 1)
+            source = next((Path(tmp) / "source").iterdir())
         for ts, label in SYNTAXES.items():
             path = write_encoded(source, ts, Path(tmp) / f"{ts}.dcm")
             record = read_records(path)[0]
@@ -133,9 +136,20 @@ def run_decoder_benchmark(source: Path = DEFAULT_CT, repeats: int = 20,
     return rows
 
 
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'syntax':<24}{'decoder':<34}{'ms/frame':>9}{'2 threads':>10}{'GIL-free':>9}  identical"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['label']:<24}{r['decoder']:<34}  error: {r['error'][:60]}")
+        else:
+            lines.append(f"{r['label']:<24}{r['decoder']:<34}{r['ms']:>9.2f}{r['two_thread_speedup']:>9.2f}x"
+                         f"{r['gil_free_share']:>9.2f}  {'yes' if r['identical_to_pydicom'] else 'no'}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_CT)
+    parser.add_argument("source", nargs="?", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
     rows = run_decoder_benchmark(args.source, args.repeats)
