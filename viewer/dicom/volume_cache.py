@@ -41,7 +41,7 @@ from viewer.dicom.series import Series
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the entry layout or what a key means changes
+FORMAT = 1  # bump when the entry layout, the key or the decoded voxels change (the package version is in keys too)
 ENV_LIMIT = "RADSIGHT_VOLUME_CACHE_MB"
 DEFAULT_LIMIT = 8 << 30
 DEFAULT_DISK_SHARE = 0.25
@@ -402,10 +402,6 @@ class VolumeCache:
                     index_path.unlink()
             except (OSError, ValueError, AttributeError):
                 _unlink(index_path)
-
-    def clear(self) -> None:
-        for name in os.listdir(self.folder):
-            _unlink(self.folder / name)
 
     def _write(self, name: str, fill) -> None:
         """Write `name` durably: a 0600 temp file, fsync, rename; never half a file under `name`."""
