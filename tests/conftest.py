@@ -20,6 +20,8 @@ def _isolated_data_dir(tmp_path_factory):
     os.environ["RADSIGHT_DATA_DIR"] = str(path)
     # Qt settings (layout, last folder) go to XDG_CONFIG_HOME: keep the user's own untouched.
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+    # The volume cache stays on (it is the path users take) but bounded: the real CTs add ~100 MB each.
+    os.environ.setdefault("RADSIGHT_VOLUME_CACHE_MB", "2048")
     yield path
     if old is None:
         os.environ.pop("RADSIGHT_DATA_DIR", None)
