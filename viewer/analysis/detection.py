@@ -20,7 +20,9 @@ so a reader can judge an AI finding before accepting, editing or rejecting it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -88,7 +90,8 @@ class Detection:
 
 def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_probability: Volume | None = None,
                    classifier: Classifier | None = None, progress: Progress | None = None,
-                   cancelled: Callable[[], bool] | None = None, models: tuple[ModelRef, ...] = ()) -> list[Detection]:
+                   cancelled: Callable[[], bool] | None = None, models: tuple[ModelRef, ...] = (),
+                   seconds: dict[str, float] | None = None) -> list[Detection]:
     """Nodules in a CT volume (HU), highest score first.
 
     `lung_mask`: a model's lung label (nonzero = lung) on the study grid, or None. The search
@@ -97,9 +100,11 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
     adds to it. `nodule_probability`: a model's nodule probability on the study grid, if any.
     `classifier(volume, point_lps) -> Classification` scores each nodule's type. `models`: the
     models behind the masks, recorded in every detection. `cancelled()` is checked between
-    candidates; when it returns True detection stops and returns what it has.
+    candidates; when it returns True detection stops and returns what it has. `seconds`, when
+    given, receives the wall-clock seconds of each stage (for `radsight bench detection`).
     """
     _check_ct(volume)
+    stage = _Stages(seconds)
     for name, other in (("lung mask", lung_mask), ("nodule probability", nodule_probability)):
         if other is not None and other.shape != volume.shape:
             raise DetectionError(f"the {name} has shape {other.shape} (z, y, x) but the CT volume "
@@ -107,36 +112,43 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
     say = progress or (lambda done, total, message: None)
     stop = cancelled or (lambda: False)
     say(0, 1, "finding the lungs' search region")
-    lungs = lung_region(volume)
+    with stage("lung region"):
+        lungs = lung_region(volume)
     model_lung = lung_mask is not None and np.any(lung_mask.voxels)
     if lungs.air_ml < MIN_LUNG_ML and not model_lung:
         raise DetectionError(f"no lung found in {_name(volume)}: {lungs.air_ml:.0f} mL of aerated lung "
                              "(is this a chest CT? is the lung in the field of view?)")
-    region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
+    with stage("model lung label"):
+        region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
     say(0, 1, "looking for masses")
-    detections: list[Detection] = [_mass_detection(volume, m, models) for m in find_masses(volume, lungs)]
+    with stage("masses"):
+        detections: list[Detection] = [_mass_detection(volume, m, models) for m in find_masses(volume, lungs)]
     candidates: list[Candidate] = []
-    if nodule_probability is not None:
-        candidates += channel_candidates(nodule_probability)
-    candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
-    depth = _depth(lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
-    for n, (candidate, m) in enumerate(_measured(volume, candidates, region, depth, stop)):
-        if stop():
-            break
-        say(n, len(candidates), f"measuring candidate {n + 1} of {len(candidates)}")
-        if m is None or any(_inside(d.measurement, candidate.point_lps) for d in detections):
-            continue
-        if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_MEASURED_MM:
-            continue
-        if m.mean_diameter_mm > MAX_DIAMETER_MM:
-            m = replace(m, kind="mass")
-        if _air_contact(volume, m, region) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
-            continue
-        if _branches(volume, m) > MAX_BRANCHES:
-            continue
-        if any(_same_nodule(d.measurement, m) for d in detections):
-            continue
-        detections.append(_detection(volume, candidate, m, classifier, models))
+    with stage("candidates"):
+        if nodule_probability is not None:
+            candidates += channel_candidates(nodule_probability)
+        candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
+        depth = _depth(lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
+    if classifier is not None:
+        classifier = stage.timed("type classifier", classifier)
+    with stage("measurement and checks"):  # the type classifier's share is also its own stage
+        for n, (candidate, m) in enumerate(_measured(volume, candidates, region, depth, stop)):
+            if stop():
+                break
+            say(n, len(candidates), f"measuring candidate {n + 1} of {len(candidates)}")
+            if m is None or any(_inside(d.measurement, candidate.point_lps) for d in detections):
+                continue
+            if not MIN_DIAMETER_MM <= m.mean_diameter_mm <= MAX_MEASURED_MM:
+                continue
+            if m.mean_diameter_mm > MAX_DIAMETER_MM:
+                m = replace(m, kind="mass")
+            if _air_contact(volume, m, region) < MIN_AIR_CONTACT or _fill(m) < MIN_FILL:
+                continue
+            if _branches(volume, m) > MAX_BRANCHES:
+                continue
+            if any(_same_nodule(d.measurement, m) for d in detections):
+                continue
+            detections.append(_detection(volume, candidate, m, classifier, models))
     say(len(candidates), len(candidates), f"{len(detections)} nodules detected")
     detections = [replace(d, side="right" if d.measurement.centre_lps_mm[0] < lungs.midline_x_mm else "left")
                   for d in detections]
@@ -144,18 +156,23 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
 
 
 def detect_in_study(volume: Volume, provider: str | None = None, progress: Progress | None = None,
-                    cancelled: Callable[[], bool] | None = None, registry=None, mask: Mask | None = None) -> list[Detection]:
+                    cancelled: Callable[[], bool] | None = None, registry=None, mask: Mask | None = None,
+                    seconds: dict[str, float] | None = None) -> list[Detection]:
     """Detection with the bundled models: the segmentation model's lung channel (and its nodule
     channel, when it yields any) and the type classifier for the scores. `mask`: that model's
-    segmentation of this volume when it has already run (e.g. read back from this run's SEG)."""
+    segmentation of this volume when it has already run (e.g. read back from this run's SEG).
+    `seconds`: as detect_nodules', with the model's run when it runs here."""
     from viewer.inference.registry import discover
     from viewer.inference.run import classify, segment
 
     _check_ct(volume)
     registry = registry or discover()
     classifier_card = registry.get(CLASSIFIER_ID)
+    stage = _Stages(seconds)
     if mask is None:
-        mask = segment(volume, registry.get(SEG_MODEL_ID), provider=provider, progress=progress, cancelled=cancelled)
+        with stage("segmentation model"):
+            mask = segment(volume, registry.get(SEG_MODEL_ID), provider=provider, progress=progress, cancelled=cancelled)
+    t0 = time.perf_counter()
     lung_value = next((i.value for i in mask.label_info if i.name.lower() == "lung"), None)
     if lung_value is None:
         raise DetectionError(f"the segmentation by {mask.model} has no 'Lung' label "
@@ -172,8 +189,34 @@ def detect_in_study(volume: Volume, provider: str | None = None, progress: Progr
     def classifier(vol: Volume, point) -> Classification:
         return classify(vol, classifier_card, point, provider=provider)
 
+    stage._add("model masks", t0)
     return detect_nodules(volume, lung, probability, classifier, progress, cancelled,
-                          models=(mask.model, classifier_card.ref))
+                          models=(mask.model, classifier_card.ref), seconds=seconds)
+
+
+class _Stages:
+    """Wall-clock seconds per named stage, summed into a caller's dict (nothing when None)."""
+
+    def __init__(self, seconds: dict[str, float] | None):
+        self.seconds = seconds
+
+    def _add(self, name: str, t0: float) -> None:
+        if self.seconds is not None:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._add(name, t0)
+
+    def timed(self, name: str, fn: Callable) -> Callable:
+        def call(*args, **kwargs):
+            with self(name):
+                return fn(*args, **kwargs)
+        return call
 
 
 def _check_ct(volume: Volume) -> None:

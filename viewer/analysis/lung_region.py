@@ -18,15 +18,18 @@ so it works with any model or none:
   lung is in the region. Slice by slice because clinical slices are 0.6 to 8 mm thick: an in-plane
   disc behaves the same on all of them.
 
-scipy.ndimage does the labelling, distance maps and hole filling; nothing here is a hand-written
-filter.
+SimpleITK labels the study's air, scipy.ndimage does the slices' labelling, distance maps and
+hole filling; nothing here is a hand-written filter.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from viewer.analysis.grids import block_mean, upsample
@@ -41,6 +44,7 @@ PLEURA_CLOSING_MM = 8.0    # closes over vessels and small nodules, not over the
 GRID_MM = 1.4              # in-plane grid for the region: edges of 20 mm morphology need no finer
 MIN_LUNG_FRACTION = 0.05   # air components smaller than this share of the largest are not lung (bowel gas)
 MIN_LUNG_ML = 5.0
+SLICE_THREADS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,9 +69,7 @@ def lung_region(volume: Volume, closing_mm: float = CLOSING_MM) -> LungRegion:
     factor = np.array([1, *np.maximum(np.floor(GRID_MM / spacing[1:]), 1).astype(int)])
     hu = block_mean(volume.voxels, factor)
     step = spacing * factor
-    air = hu < AIR_HU
-    air &= ~_outside_air(air, hu)
-    air = _lungs_only(air, step)
+    air = _lungs_only(hu < AIR_HU, hu, step)
     air &= ~_large_airways(air, hu, step)
     isocentre = volume.lps_to_index([0.0, 0.0, volume.origin[2]])[0] / factor[2]
     midline = _midline(hu, isocentre)
@@ -77,39 +79,43 @@ def lung_region(volume: Volume, closing_mm: float = CLOSING_MM) -> LungRegion:
                       tuple(float(s) for s in spacing), float(middle[0]), upsample(lung, factor, volume.shape))
 
 
-def _outside_air(air: np.ndarray, hu: np.ndarray) -> np.ndarray:
-    """Air components that reach the in-plane border and are as dark as air (median below
-    OUTSIDE_AIR_HU, counted as: more than half their voxels are)."""
-    labels, count = ndimage.label(air)
+def _lungs_only(air: np.ndarray, hu: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """The lungs (with their airways): the large air components, once the air outside the patient
+    is left out: components that reach the in-plane border and are as dark as air (median below
+    OUTSIDE_AIR_HU, counted as: more than half their voxels are). Small ones are bowel gas or
+    noise. One labelling serves both tests: leaving whole components out leaves the others as
+    they were."""
+    # SimpleITK labels the whole study on both cores and counts per label without the 64-bit
+    # copies np.bincount makes of a study-sized label array (seconds on a 512 x 512 x 255 scan).
+    # Face connectivity, as ndimage.label's in the slices below.
+    components = sitk.ConnectedComponent(sitk.GetImageFromArray(air.view(np.uint8)))
+    labels = sitk.GetArrayViewFromImage(components)
+    count = int(labels.max()) if labels.size else 0
     if count == 0:
-        return np.zeros_like(air)
+        return air
+    stats = sitk.LabelStatisticsImageFilter()
+    stats.Execute(sitk.GetImageFromArray((hu < OUTSIDE_AIR_HU).view(np.uint8)), components)
+    sizes = np.zeros(count + 1, np.int64)
+    dark = np.zeros(count + 1, bool)
+    for label in stats.GetLabels():
+        if label > 0:
+            sizes[label] = stats.GetCount(label)
+            dark[label] = 2 * round(stats.GetSum(label)) > sizes[label]  # more than half below
     border = np.unique(np.concatenate([labels[:, [0, -1], :].ravel(), labels[:, :, [0, -1]].ravel()]))
-    dark = _share_below(labels, hu, OUTSIDE_AIR_HU, count) > 0.5
     outside = np.zeros(count + 1, bool)
     outside[border] = dark[border]
-    outside[0] = False
-    return outside[labels]
+    sizes[outside] = 0
+    ml = sizes * float(np.prod(step)) / 1000.0
+    keep = (sizes >= MIN_LUNG_FRACTION * sizes.max()) & (ml >= MIN_LUNG_ML) & (sizes > 0)
+    return keep[labels]
 
 
 def _share_below(labels: np.ndarray, hu: np.ndarray, level: float, count: int) -> np.ndarray:
     """Per label (index = label), the share of its voxels below `level`: median < level exactly
     when the share exceeds one half. By counting: ndimage.median sorts each label's voxels."""
-    labelled = labels > 0
-    total = np.bincount(labels[labelled], minlength=count + 1)
-    below = np.bincount(labels[labelled & (hu < level)], minlength=count + 1)
+    total = np.bincount(labels.ravel(), minlength=count + 1)
+    below = np.bincount(labels[hu < level], minlength=count + 1)
     return below / np.maximum(total, 1)
-
-
-def _lungs_only(air: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """The large air components: lungs (with their airways), not bowel gas or noise."""
-    labels, count = ndimage.label(air)
-    if count == 0:
-        return air
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    ml = sizes * float(np.prod(step)) / 1000.0
-    keep = (sizes >= MIN_LUNG_FRACTION * sizes.max()) & (ml >= MIN_LUNG_ML)
-    return keep[labels]
 
 
 def _large_airways(air: np.ndarray, hu: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -146,10 +152,11 @@ def _closed_per_lung(air: np.ndarray, step: np.ndarray, radii_mm: tuple[float, .
     per radius; the slice's labels and the dilation's distance map serve them all."""
     regions = [np.zeros_like(air) for _ in radii_mm]
     pad = int(np.ceil(max(radii_mm) / min(step[1:]))) + 2
-    for k in range(air.shape[0]):
+
+    def close_slice(k: int) -> None:  # writes slice k of the regions only
         labels, count = ndimage.label(air[k])
         if count == 0:
-            continue
+            return
         areas = np.bincount(labels.ravel(), minlength=count + 1)
         x = np.bincount(labels.ravel(), weights=np.broadcast_to(np.arange(air.shape[2], dtype=np.float64),
                                                                  labels.shape).ravel(), minlength=count + 1)
@@ -165,6 +172,11 @@ def _closed_per_lung(air: np.ndarray, step: np.ndarray, radii_mm: tuple[float, .
             hi = [min(rows[-1] + pad + 1, air.shape[1]), min(cols[-1] + pad + 1, air.shape[2])]
             for region, closed in zip(regions, _close_disc(mask[lo[0]:hi[0], lo[1]:hi[1]], step[1:], radii_mm)):
                 region[k, lo[0]:hi[0], lo[1]:hi[1]] |= ndimage.binary_fill_holes(closed)
+
+    # The slices are independent and scipy releases the GIL in their distance maps and hole filling:
+    # two threads took 4.5 -> 2.5 s on the COVID scan (2 cores), with identical masks.
+    with ThreadPoolExecutor(SLICE_THREADS) as pool:
+        list(pool.map(close_slice, range(air.shape[0])))
     return [region | air for region in regions]
 
 

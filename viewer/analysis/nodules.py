@@ -126,9 +126,7 @@ def remeasure(volume: Volume, mask: Volume) -> NoduleMeasurement:
         raise MeasurementError("no aerated lung around the edited contour: it is not a lung nodule")
     background = float(np.median(hu[aerated]))
     dense = hu > background + LOW_MARGIN_HU
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in hu.shape], indexing="ij"), -1)
-    centre = np.argwhere(nodule).mean(axis=0)
-    distance = np.linalg.norm((grid - centre) * np.array(roi.spacing)[::-1], axis=-1)
+    distance = _distance_from(np.argwhere(nodule).mean(axis=0), hu.shape, np.array(roi.spacing)[::-1])
     lung = _fill_holes(_close(_air_near(~dense, distance), WALL_BALL_MM, roi))
     return _numbers(roi, hu, nodule, nodule, background, _level(hu, nodule, roi), lung, dense)
 
@@ -175,9 +173,8 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
     hu = roi.voxels
     spacing = np.array(roi.spacing)  # x, y, z
     zyx_spacing = spacing[::-1]
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in hu.shape], indexing="ij"), -1)
     seed_ijk = roi.lps_to_index(point)[::-1]  # (k, j, i), continuous
-    distance = np.linalg.norm((grid - seed_ijk) * zyx_spacing, axis=-1)
+    distance = _distance_from(seed_ijk, hu.shape, zyx_spacing)
 
     aerated = hu < AERATED_HU
     if aerated.mean() < 0.15:
@@ -201,9 +198,10 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
     # Vessels: an opening thinner than the nodule removes them; keep what is connected to the seed.
     # A vessel nearly as thick as the nodule survives the first opening; a wider one (up to the
     # nodule's own inscribed radius) is tried before the structure is called a vessel.
-    inscribed = _inscribed_radius(inside, seed, roi)
+    depth = _distance(inside, roi)  # the inscribed radius, the openings' erosions and the surface all read it
+    inscribed = _inscribed_radius(depth, seed, roi)
     for fraction in openings:
-        within = _opened_core(inside, seed, distance, roi, max(fraction * inscribed, min(spacing)), inscribed)
+        within = _opened_core(inside, depth, seed, distance, roi, max(fraction * inscribed, min(spacing)), inscribed)
         if within is not None:
             break
     else:
@@ -213,7 +211,7 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
     level = _level(hu, core, roi)
     # The opening rounds the surface off; give back the surface voxels (at most a voxel from lung)
     # within a voxel and a half of it, but not the inside of a vessel that touches it.
-    surface = _distance(inside, roi) <= max(spacing) + 1e-6
+    surface = depth <= max(spacing) + 1e-6
     core = _component_at(core | (_dilate(core, 1.5 * max(spacing), roi) & inside & surface), seed, distance)
     half = background + 0.5 * (level - background)
     nodule = _component_at(core & (hu > half), seed, distance)
@@ -228,14 +226,14 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
     return _numbers(roi, hu, nodule, core, background, level, lung, dense)
 
 
-def _opened_core(inside: np.ndarray, seed, distance: np.ndarray, roi: Volume, opening: float,
+def _opened_core(inside: np.ndarray, depth: np.ndarray, seed, distance: np.ndarray, roi: Volume, opening: float,
                  inscribed: float) -> np.ndarray | None:
     """The seed's structure after an opening of `opening` mm, cut to REACH inscribed radii; None
-    when too much of it runs on beyond that (a vessel, not a nodule)."""
+    when too much of it runs on beyond that (a vessel, not a nodule). `depth`: _distance(inside)."""
     spacing = np.array(roi.spacing)
     # The dilation back reaches one voxel further than the erosion: the distance map measures from
     # boundary voxel centres, half a voxel inside the surface, on both steps.
-    eroded = _erode(inside, opening, roi)
+    eroded = depth >= opening - 1e-6  # _erode(inside, opening, roi) from the map already made
     core = _component_at(_dilate(eroded, opening + max(spacing), roi) & inside, seed, distance) if eroded.any() else None
     if core is None:
         core = _component_at(inside, seed, distance)
@@ -243,6 +241,13 @@ def _opened_core(inside: np.ndarray, seed, distance: np.ndarray, roi: Volume, op
     if (core & ~within).sum() > TUBE_FRACTION * within.sum():
         return None
     return within
+
+
+def _distance_from(point_kji: np.ndarray, shape: tuple[int, ...], spacing_zyx: np.ndarray) -> np.ndarray:
+    """Distance (mm) of every voxel from a point (k, j, i), by broadcasting the three axes: the
+    same sums as the norm of a full index grid, without building that grid."""
+    k, j, i = (((np.arange(n) - p) * s) ** 2 for n, p, s in zip(shape, point_kji, spacing_zyx))
+    return np.sqrt(k[:, None, None] + j[None, :, None] + i[None, None, :])
 
 
 def _elongation(mask: np.ndarray, spacing: np.ndarray) -> float:
@@ -304,9 +309,9 @@ def _nearest(mask: np.ndarray, hu: np.ndarray, distance: np.ndarray):
     return np.unravel_index(int(np.argmin(score)), mask.shape)
 
 
-def _inscribed_radius(dense: np.ndarray, seed, roi: Volume) -> float:
-    """Distance (mm) from the seed region to the nearest non-dense voxel: the nodule's half-width."""
-    dist = _distance(dense, roi)
+def _inscribed_radius(dist: np.ndarray, seed, roi: Volume) -> float:
+    """Distance (mm) from the seed region to the nearest non-dense voxel: the nodule's half-width.
+    `dist`: _distance of the dense structure."""
     k, j, i = seed
     window = dist[max(k - 3, 0):k + 4, max(j - 3, 0):j + 4, max(i - 3, 0):i + 4]
     return float(max(window.max(), min(roi.spacing)))
