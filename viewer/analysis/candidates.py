@@ -99,7 +99,8 @@ def blob_candidates(volume: Volume, region: np.ndarray, progress: Callable[[int,
     box = bounding_box(region, np.ceil(3 * max(SCALES_MM) / np.array(volume.spacing)[::-1]).astype(int))
     if box is None:
         return []
-    hu = np.clip(volume.voxels[box].astype(np.float32), -1000.0, 200.0)  # bone and metal would ring
+    hu = volume.voxels[box].astype(np.float32)
+    np.clip(hu, -1000.0, 200.0, out=hu)  # bone and metal would ring
     inside = region[box]
     spacing = np.array(volume.spacing)[::-1]
     offset = np.array([s.start for s in box])
@@ -130,10 +131,11 @@ def _normalised_log(image: np.ndarray, sigma_vox: np.ndarray) -> np.ndarray:
     """-sigma^2 * Laplacian of the Gaussian-smoothed image, sigma and derivatives in mm: each
     axis's second derivative (per voxel^2) is weighted by its sigma in voxels squared."""
     total = np.zeros(image.shape, np.float32)
+    term = np.empty(image.shape, np.float32)  # one buffer for the three terms: study-sized arrays cost page faults
     for axis in range(3):
         order = [0, 0, 0]
         order[axis] = 2
-        term = ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest")
+        ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest", output=term)
         term *= float(sigma_vox[axis] ** 2)  # a Python float keeps the big array float32
         total -= term
     return total

@@ -118,17 +118,25 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
     if lungs.air_ml < MIN_LUNG_ML and not model_lung:
         raise DetectionError(f"no lung found in {_name(volume)}: {lungs.air_ml:.0f} mL of aerated lung "
                              "(is this a chest CT? is the lung in the field of view?)")
-    with stage("model lung label"):
-        region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
-    say(0, 1, "looking for masses")
-    with stage("masses"):
-        detections: list[Detection] = [_mass_detection(volume, m, models) for m in find_masses(volume, lungs)]
-    candidates: list[Candidate] = []
-    with stage("candidates"):
-        if nodule_probability is not None:
-            candidates += channel_candidates(nodule_probability)
-        candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
-        depth = _depth(lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
+    say(0, 1, "looking for masses and candidates")
+    with ThreadPoolExecutor(1) as background:
+        # The masses and the depth map run beside the blob filter, which holds the GIL in
+        # scipy's Gaussian filters and so leaves the second core mostly idle.
+        def masses() -> list[NoduleMeasurement]:
+            with stage("masses (beside the candidates)"):
+                return find_masses(volume, lungs)
+
+        found_masses = background.submit(masses)
+        depth = background.submit(_depth, lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
+        with stage("model lung label"):
+            region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
+        candidates: list[Candidate] = []
+        with stage("candidates"):
+            if nodule_probability is not None:
+                candidates += channel_candidates(nodule_probability)
+            candidates += [c for c in blob_candidates(volume, region, say, stop) if _thick_enough(volume, c.point_lps)]
+        detections: list[Detection] = [_mass_detection(volume, m, models) for m in found_masses.result()]
+        depth = depth.result()
     if classifier is not None:
         classifier = stage.timed("type classifier", classifier)
     with stage("measurement and checks"):  # the type classifier's share is also its own stage

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.spatial import ConvexHull
 
+from viewer.analysis.grids import bounding_box
 from viewer.core.errors import RadSightError
 from viewer.core.volume import Volume
 
@@ -279,11 +280,25 @@ def _distance(mask: np.ndarray, roi: Volume) -> np.ndarray:
 def _erode(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
     # SimpleITK gives the mask's own boundary voxels 0 and their outside neighbours -spacing, so
     # "deeper than mm" is >= mm here and "within mm outside" is >= -mm.
-    return _distance(mask, roi) >= mm - 1e-6 if mask.any() else mask
+    return _thresholded(mask, mm - 1e-6, ~mask, True, mm, roi) if mask.any() else mask
 
 
 def _dilate(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
-    return _distance(mask, roi) >= -mm - 1e-6 if mask.any() else mask
+    return _thresholded(mask, -mm - 1e-6, mask, False, mm, roi) if mask.any() else mask
+
+
+def _thresholded(mask: np.ndarray, level: float, around: np.ndarray, far: bool, mm: float, roi: Volume) -> np.ndarray:
+    """_distance(mask) >= level, computed on the box of `around` widened by mm (and two voxels)
+    only: farther out the answer is `far`. The map there is the same as on the whole region, since
+    the mask's boundary voxels (next to what is outside it) all lie in the box and SimpleITK does
+    not count the image's edge as a boundary (all inside: no boundary, every distance huge). The
+    lung's closing over the wall erodes a set that fills most of the region, the core's dilation
+    grows a small one: a fraction of the voxels, or none, need the map."""
+    box = bounding_box(around, np.ceil(mm / np.array(roi.spacing)[::-1]).astype(int) + 2)
+    out = np.full(mask.shape, far)
+    if box is not None:
+        out[box] = _distance(mask[box], roi) >= level
+    return out
 
 
 def _close(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
