@@ -129,13 +129,22 @@ def blob_candidates(volume: Volume, region: np.ndarray, progress: Callable[[int,
 
 def _normalised_log(image: np.ndarray, sigma_vox: np.ndarray) -> np.ndarray:
     """-sigma^2 * Laplacian of the Gaussian-smoothed image, sigma and derivatives in mm: each
-    axis's second derivative (per voxel^2) is weighted by its sigma in voxels squared."""
+    axis's second derivative (per voxel^2) is weighted by its sigma in voxels squared.
+
+    Each term is ndimage.gaussian_filter's own sequence of 1-D passes (axis 0, 1, 2, in float32),
+    so the result is the same to the bit; the y and x terms share their first pass (smoothing
+    along z), which spares one of the nine passes over the study."""
+    def smooth(data: np.ndarray, axis: int, order: int, out: np.ndarray) -> np.ndarray:
+        return ndimage.gaussian_filter1d(data, sigma_vox[axis], axis, order, out, mode="nearest")
+
+    # Buffers reused for the terms: study-sized arrays cost page faults.
     total = np.zeros(image.shape, np.float32)
-    term = np.empty(image.shape, np.float32)  # one buffer for the three terms: study-sized arrays cost page faults
-    for axis in range(3):
-        order = [0, 0, 0]
-        order[axis] = 2
-        ndimage.gaussian_filter(image, sigma_vox, order=order, mode="nearest", output=term)
+    term = np.empty(image.shape, np.float32)
+    along_z = smooth(image, 0, 0, np.empty(image.shape, np.float32))
+    for axis in range(3):  # the term of d2/d(axis)2, in gaussian_filter's order of passes
+        first = smooth(image, 0, 2, term) if axis == 0 else along_z
+        smooth(first, 1, 2 if axis == 1 else 0, term)
+        smooth(term, 2, 2 if axis == 2 else 0, term)
         term *= float(sigma_vox[axis] ** 2)  # a Python float keeps the big array float32
         total -= term
     return total

@@ -272,9 +272,15 @@ def _level(hu: np.ndarray, core: np.ndarray, roi: Volume) -> float:
 
 def _distance(mask: np.ndarray, roi: Volume) -> np.ndarray:
     """Signed Euclidean distance (mm) to the mask's surface, positive inside: morphology with a
-    ball of any radius in millimetres is a threshold of it, in linear time."""
-    return sitk.GetArrayFromImage(sitk.SignedMaurerDistanceMap(_image(mask, roi), insideIsPositive=True,
-                                                               squaredDistance=False, useImageSpacing=True))
+    ball of any radius in millimetres is a threshold of it, in linear time. On one ITK thread: a
+    region this size gains little from more, and detection measures its candidates on parallel
+    threads (the COVID scan's candidates: 13.5 -> 11 s on 2 cores, the same maps)."""
+    distance = sitk.SignedMaurerDistanceMapImageFilter()
+    distance.InsideIsPositiveOn()
+    distance.SquaredDistanceOff()
+    distance.UseImageSpacingOn()
+    distance.SetNumberOfThreads(1)
+    return sitk.GetArrayFromImage(distance.Execute(_image(mask, roi)))
 
 
 def _erode(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
