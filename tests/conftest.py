@@ -31,8 +31,14 @@ def _isolated_data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def shared_testdata() -> Path:
+    """The real scans in ../shared/testdata. A fresh clone has none, so their tests skip there;
+    CI sets RADSIGHT_REQUIRE_SHARED=1 so that a missing folder fails instead of passing quietly."""
     if not SHARED.is_dir():
-        pytest.fail(f"shared test data not found at {SHARED}; set RADSIGHT_SHARED to the shared folder")
+        message = (f"shared test data not found at {SHARED} (set RADSIGHT_SHARED to the folder that holds "
+                   "testdata/)")
+        if os.environ.get("RADSIGHT_REQUIRE_SHARED"):
+            pytest.fail(message + "; RADSIGHT_REQUIRE_SHARED is set, so this is a failure")
+        pytest.skip(message)
     return SHARED
 
 

@@ -203,6 +203,8 @@ class FrameReader:
     @staticmethod
     def _rescale(raw: np.ndarray, r: SliceRecord, out: np.ndarray) -> None:
         """Modality LUT by (0028,1053) Rescale Slope and (0028,1052) Rescale Intercept."""
+        if not raw.dtype.isnative:  # Explicit VR Big Endian: the int16 view below would swap bytes
+            raw = raw.astype(raw.dtype.newbyteorder("="))
         if out.dtype.kind == "f" or r.rescale_slope != 1.0:
             np.multiply(raw, np.float32(r.rescale_slope), out=out, casting="unsafe")
             out += np.float32(r.rescale_intercept) if out.dtype.kind == "f" else int(r.rescale_intercept)

@@ -41,7 +41,7 @@ from viewer.dicom.series import Series
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # bump when the entry layout, the key or the decoded voxels change (the package version is in keys too)
+FORMAT = 2  # 2: big-endian voxels were byte-swapped in 1. Bump when the entry layout, the key or the decoded voxels change (the package version is in keys too)
 ENV_LIMIT = "RADSIGHT_VOLUME_CACHE_MB"
 DEFAULT_LIMIT = 8 << 30
 DEFAULT_DISK_SHARE = 0.25
