@@ -717,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
 
+    from viewer.cli_audit import add_audit_parser
     from viewer.cli_deid import add_deid_parser
     from viewer.cli_mesh import add_mesh_parser
     from viewer.cli_render import add_render_parser
@@ -728,6 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deid_parser(sub)
     add_report_parser(sub)
     add_validate_parser(sub)
+    add_audit_parser(sub)
     _add_plugin_commands(sub)
     return parser
 
@@ -747,11 +749,21 @@ def _join_point_values(argv: list[str]) -> list[str]:
 POINT_OPTIONS = ("--at", "--annotate", "--clip-plane", "--clip-box")
 
 
+def _secure_data_dir() -> None:
+    """On every start (the viewer starts through `radsight open` too): the data folder 0700 and its
+    files 0600, whatever an older version, a copy or the umask left there."""
+    from viewer.core.paths import user_data_dir
+    from viewer.core.private_files import repair_data_dir
+
+    repair_data_dir(user_data_dir())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_join_point_values(sys.argv[1:] if argv is None else list(argv)))
     if args.command is None:  # plain `radsight` opens the viewer
         args = build_parser().parse_args(["open"])
     try:
+        _secure_data_dir()
         return args.func(args)
     except RadSightError as exc:
         print(f"radsight {args.command}: error: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from viewer.core.paths import user_data_dir
+from viewer.core.private_files import private_dir
 from viewer.core.volume import DisplayHints, GeometryWarning, SourceIdentity, Volume
 from viewer.dicom.series import Series
 
@@ -156,9 +157,7 @@ class VolumeCache:
             return None
         folder = user_data_dir() / "volume-cache"
         try:
-            folder.mkdir(mode=0o700, exist_ok=True)
-            if folder.stat().st_mode & 0o077:
-                folder.chmod(0o700)
+            private_dir(folder)
         except OSError as exc:
             log.warning("volume cache disabled: cannot create %s (%s)", folder, exc.strerror or exc)
             return None

@@ -41,6 +41,7 @@ def analyze(path: Path | str, out: Path | str, model_ids: list[str] | None = Non
     out.mkdir(parents=True, exist_ok=True)
     if store is not None:
         store.import_scan(series_list, result)
+        store.study_opened(series.key, "radsight analyze")
     # The classifiers the nodule plugin runs on this study are checked too: their results are shown from it.
     checked = cards + [c for c in registry.for_modality(volume.source.modality, task="classification")
                        if c.id not in {k.id for k in cards}]

@@ -505,7 +505,7 @@ class MainWindow(QMainWindow):
             self.refresh_browser()
         self.state.set_volume(volume, key)
         if self.store is not None and key:
-            self.state.set_study_info(self.store.study_for_series(key))
+            self.state.set_study_info(self.store.study_opened(key, "the viewer"))
         for w in volume.warnings:
             self.state.message.emit(w.message)
 
@@ -516,7 +516,7 @@ class MainWindow(QMainWindow):
             self.refresh_browser()
         self.set_prior(volume, key)
         if self.store is not None and key:
-            self.prior_state.set_study_info(self.store.study_for_series(key))
+            self.prior_state.set_study_info(self.store.study_opened(key, "the viewer (prior)"))
 
     def run_job(self, fn, name: str, on_done, on_failed=None, on_progress=None) -> Job:
         """`fn(progress, cancelled)` in a background Job shown in the status bar (progress, Cancel)
@@ -600,7 +600,7 @@ def run_viewer(paths: list[str] | None = None, volume=None, labels=None, labels_
     if volume is not None:
         window.state.set_volume(volume, series_key)
         if series_key:
-            window.state.set_study_info(store.study_for_series(series_key))
+            window.state.set_study_info(store.study_opened(series_key, "the viewer"))
         if labels is not None:
             window.state.set_labels(labels, labels_source, label_names)
             if ground_truth_hidden:  # AI results (from the store) are shown; ground truth one click away

@@ -21,13 +21,15 @@ import numpy as np
 
 from viewer.core.errors import RadSightError
 from viewer.core.measurements import Measurement
+from viewer.core.private_files import private_file
 from viewer.core.results import ModelRef
 from viewer.core.volume import GeometryWarning, Volume
 from viewer.dicom.header import SliceRecord
 from viewer.dicom.info import series_info
 from viewer.dicom.scan import ScanResult
 from viewer.dicom.series import Series
-from viewer.store.migrations import MIGRATIONS
+from viewer.store import audit_chain
+from viewer.store.migrations import MIGRATION_STEPS, MIGRATIONS
 from viewer.store.paths import default_database_path
 from viewer.store.reports import ReportStore
 
@@ -74,6 +76,8 @@ class Store(ReportStore):
     def __init__(self, path: Path | str | None = None):
         self.path = Path(path) if path is not None else default_database_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 before SQLite opens it: its -wal and -shm files take the database file's mode.
+        private_file(self.path)
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA journal_mode = WAL")  # crash-safe and readers never block
@@ -81,6 +85,7 @@ class Store(ReportStore):
         # survives a killed process but may lose the last commits on power loss); commits are few
         # (one per edit or import), so the fsync costs nothing noticeable.
         self.db.execute("PRAGMA synchronous = FULL")
+        audit_chain.register(self.db)
         self._migrate()
 
     def __enter__(self) -> "Store":
@@ -103,7 +108,10 @@ class Store(ReportStore):
                                 f"RadSight understands ({SCHEMA_VERSION}); update RadSight")
         for number in range(version, SCHEMA_VERSION):
             with self.db:
-                self.db.executescript("BEGIN;" + MIGRATIONS[number] + f"; PRAGMA user_version = {number + 1};")
+                self.db.executescript("BEGIN;" + MIGRATIONS[number])
+                if number in MIGRATION_STEPS:
+                    MIGRATION_STEPS[number](self.db)
+                self.db.execute(f"PRAGMA user_version = {number + 1}")
 
     def import_scan(self, series_list: list[Series], result: ScanResult) -> dict:
         """Index the scanned series and file problems; returns counts of rows added or changed."""
@@ -166,6 +174,15 @@ class Store(ReportStore):
         if row is None:
             return {}
         return dict(zip(("patient_name", "patient_id", "study_date", "study_description"), row))
+
+    def study_opened(self, series_key: str, how: str, user: str | None = None) -> dict:
+        """study_for_series, with who opened the study written to the audit log (IHE ATNA: who
+        accessed which study, not only who changed a report). The row names the study and series by
+        UID and says how (viewer, radsight analyze); never patient fields."""
+        row = self.db.execute("SELECT study_uid FROM series WHERE series_key = ?", (series_key,)).fetchone()
+        if row is not None and row[0]:
+            self.audit("opened", study_uid=row[0], detail=f"study opened in {how}, series {series_key}", user=user)
+        return self.study_for_series(series_key)
 
     def indexed_series(self, series_key: str) -> Series | None:
         """The series rebuilt from the index, or None if unknown or any of its files changed."""

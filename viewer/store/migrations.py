@@ -5,6 +5,8 @@ Never edit a migration that has shipped: add a new one. Each runs in one transac
 
 from __future__ import annotations
 
+from viewer.store.audit_chain import chain_unhashed
+
 MIGRATIONS: list[str] = [
     # 1: the study index.
     """
@@ -164,3 +166,20 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 7: the audit log becomes a hash chain (viewer.store.audit_chain); the rows already there are
+    # chained by MIGRATION_STEPS[6] in the same transaction. A row may be updated only while it
+    # has no hash (that step); a row without one cannot be inserted.
+    """
+    ALTER TABLE audit_log ADD COLUMN hash TEXT;
+    DROP TRIGGER audit_log_is_append_only;
+    CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE ON audit_log WHEN OLD.hash IS NOT NULL
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_rows_are_chained BEFORE INSERT ON audit_log WHEN NEW.hash IS NULL
+    BEGIN SELECT RAISE(ABORT, 'an audit row needs its chain hash (viewer.store.audit_chain)'); END;
+    """
+)
+
+# Steps in Python after a migration's SQL, in its transaction (by migration index).
+MIGRATION_STEPS = {6: chain_unhashed}

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from viewer.report.model import Report, ReportError, version_key
+from viewer.store import audit_chain
 
 AUDIT_ACTIONS = ("created", "opened", "edited", "confirmed", "signed", "amended", "exported", "verified")
 # Keystrokes on one field within this time are one "edited" audit row, not one row per keystroke.
@@ -192,8 +193,11 @@ class ReportStore:
             if last is not None and last[:3] == (action, user, detail) and \
                     now - datetime.fromisoformat(last[3]) < AUDIT_COALESCE:
                 return
-        self.db.execute("INSERT INTO audit_log(at, user, action, report_id, report_version, study_uid, detail) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (_iso(now), user, action, report_id, version, study_uid, detail))
+        values = (_iso(now), user, action, report_id, version, study_uid, detail)
+        # The previous row's hash is read inside the INSERT: one statement, so no other writer slips in between.
+        self.db.execute("INSERT INTO audit_log(at, user, action, report_id, report_version, study_uid, detail, hash) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, audit_link((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), ?))",
+                        (*values, audit_chain.content(values)))
 
     def audit_log(self, report_id: str | None = None, study_uid: str | None = None) -> list[dict]:
         """Audit rows, oldest first, optionally of one report or one study."""
