@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from viewer.report.identity import (
+    DEMO_PASSWORD,
     DEMO_UNIT,
     IdentityError,
     create_demo_identity,
@@ -68,6 +69,34 @@ def test_expired_certificate_is_refused(tmp_path):
     with pytest.raises(IdentityError, match="expired") as err:
         load_identity(path, "pw")
     assert str(path) in str(err.value)
+
+
+def _own_identity(path, encryption) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Dr Own Key")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(2).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"own", key, cert, None, encryption))
+
+
+def test_own_identity_needs_a_password_the_demo_does_not(tmp_path, demo_p12):
+    """A reader's key readable without a passphrase is refused (anyone with the file could sign as
+    them); the same kind of key behind a password loads; the demo identity, whose password is
+    public, loads and says it is a demo."""
+    bare = tmp_path / "bare.p12"
+    _own_identity(bare, serialization.NoEncryption())
+    for password in (None, "", "anything"):
+        with pytest.raises(IdentityError, match="not protected by a password") as err:
+            load_identity(bare, password)
+        assert str(bare) in str(err.value) and "Dr Own Key" in str(err.value)
+    locked = tmp_path / "locked.p12"
+    _own_identity(locked, serialization.BestAvailableEncryption(b"long passphrase"))
+    assert not load_identity(locked, "long passphrase").is_demo
+    demo = create_demo_identity(tmp_path / "demo.p12")  # behind the public DEMO_PASSWORD: nothing to ask the user
+    assert load_identity(demo, DEMO_PASSWORD).is_demo
+    assert load_identity(demo_p12, "s3cret").is_demo
 
 
 def _report(confirmed: bool) -> Report:

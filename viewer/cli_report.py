@@ -74,7 +74,8 @@ def _print_summary(d: dict) -> None:
     if d.get("missing_required"):
         print(f"  required, still empty: {', '.join(d['missing_required'])}")
     if d.get("signer"):
-        print(f"  signed by {d['signer']} at {d['signed_at']}")
+        print(f"  signed by {d['signer']} at {d['signed_at']}"
+              + (" (demo identity: not for clinical use)" if d.get("demo_identity") else ""))
 
 
 def _pick_series(series_list, series_key: str | None):
@@ -246,7 +247,7 @@ def cmd_report_sign(args) -> int:
         for fmt, suffix in (("sr", "-sr.dcm"), ("pdf", ".pdf")):
             target = out_dir / f"report-{signed.id}-v{signed.version}{suffix}" if out_dir else _default_out(signed, suffix)
             outputs[fmt] = str(export_signed(store, signed, fmt, target, identity, args.chart or ()))
-    return _edited(signed, args, {"outputs": outputs})
+    return _edited(signed, args, {"outputs": outputs, "demo_identity": identity.is_demo})
 
 
 def cmd_report_verify(args) -> int:

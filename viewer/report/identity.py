@@ -1,6 +1,7 @@
 """The reader's signing identity: an X.509 certificate with its private key, kept in a PKCS#12
 file behind a password (read and written with `cryptography`), and a first-run helper that makes
-a self-signed demo identity for trying the product.
+a self-signed demo identity for trying the product. A reader's own identity must be behind a
+password (refused otherwise); the demo identity's password is public, so it is as good as none.
 
 A demo identity says so in its subject (OU "Demo identity - not for clinical use"), so a report
 signed with it can never pass for one signed by a real reader's institution certificate.
@@ -95,6 +96,8 @@ def load_identity(path: Path | str, password: bytes | str | None) -> Identity:
     try:
         bundle = pkcs12.load_pkcs12(data, _password(password))
     except ValueError:
+        bundle = _without_password(data)  # a password given for a bare key: say that it is bare, below
+    if bundle is None:
         raise IdentityError(f"{path}: the PKCS#12 file could not be opened: wrong password, or the file "
                             "is damaged") from None
     key, cert = bundle.key, bundle.cert.certificate if bundle.cert else None
@@ -110,7 +113,24 @@ def load_identity(path: Path | str, password: bytes | str | None) -> Identity:
     if problem:
         raise IdentityError(f"{path}: {problem}; renew the signing certificate")
     chain = tuple(c.certificate for c in bundle.additional_certs)
-    return Identity(cert, key, chain, path)
+    identity = Identity(cert, key, chain, path)
+    if not identity.is_demo and _without_password(data) is not None:
+        raise IdentityError(f"{path}: the private key of {identity.common_name} is not protected by a password, so "
+                            "anyone who can read the file can sign as them; export it again with a password "
+                            "(e.g. openssl pkcs12 -export -aes256) and give that password")
+    return identity
+
+
+def _without_password(data: bytes):
+    """The PKCS#12 bundle when it opens with no password, else None. A reader's own key must sit
+    behind a passphrase; only the demo identity may do without one (its password is public,
+    DEMO_PASSWORD, and its certificate says it is a demo)."""
+    for empty in (None, b""):
+        try:
+            return pkcs12.load_pkcs12(data, empty)
+        except ValueError:
+            continue
+    return None
 
 
 def create_demo_identity(path: Path | str, common_name: str = "RadSight Demo Reader",
