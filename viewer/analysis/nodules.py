@@ -312,12 +312,21 @@ def _close(mask: np.ndarray, mm: float, roi: Volume) -> np.ndarray:
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask.astype(np.uint8)))) > 0
+    fill = sitk.BinaryFillholeImageFilter()
+    fill.SetNumberOfThreads(1)  # as _distance's
+    return sitk.GetArrayFromImage(fill.Execute(sitk.GetImageFromArray(mask.astype(np.uint8)))) > 0
+
+
+def _components(mask: np.ndarray) -> np.ndarray:
+    """Labels of the mask's face-connected components (ITK numbers them in raster order)."""
+    label = sitk.ConnectedComponentImageFilter()
+    label.SetNumberOfThreads(1)  # as _distance's
+    return sitk.GetArrayFromImage(label.Execute(sitk.GetImageFromArray(mask.astype(np.uint8))))
 
 
 def _air_near(air: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """The air components that reach within LUNG_AIR_MM of the click: the lung around the nodule."""
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(air.astype(np.uint8))))
+    labels = _components(air)
     near = np.unique(labels[(distance <= LUNG_AIR_MM) & (labels > 0)])
     return np.isin(labels, near)
 
@@ -342,7 +351,7 @@ def _component_at(mask: np.ndarray, seed, distance: np.ndarray) -> np.ndarray | 
     """The connected component holding the seed, or the one nearest to it within SEARCH_MM."""
     if not mask.any():
         return None
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    labels = _components(mask)
     label = labels[seed]
     if label == 0:
         near = (labels > 0) & (distance <= SEARCH_MM)
@@ -388,7 +397,7 @@ def _numbers(roi: Volume, hu: np.ndarray, nodule: np.ndarray, core: np.ndarray, 
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    labels = _components(mask)
     counts = np.bincount(labels.ravel())
     counts[0] = 0
     return labels == int(np.argmax(counts))
