@@ -1,9 +1,11 @@
 """Patient data at rest: with the common umask 022, RadSight makes its data folder 0700 and its
 database 0600 (SQLite's -wal/-shm files follow the database's mode); what is found looser on start
-is tightened and logged without file names; a symlink's target outside the folder is left alone."""
+is tightened (the folder itself with a warning, what is inside it logged by top-level name
+only); a symlink's target outside the folder is left alone."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
@@ -34,7 +36,7 @@ def test_new_data_folder_and_database_are_private(tmp_path):
     assert data / "radsight.sqlite3" in files
     for f in files:
         assert _mode(f) == 0o600, (f.name, oct(_mode(f)))
-    assert "readable by other users" not in proc.stderr  # nothing needed repair
+    assert proc.stderr == ""  # nothing needed repair
 
 
 def test_looser_modes_are_repaired_on_start(tmp_path):
@@ -62,13 +64,24 @@ def test_looser_modes_are_repaired_on_start(tmp_path):
     assert _mode(reports / "report-ABC-v1.pdf") == 0o600
     assert _mode(tool) == 0o700  # still executable by its owner
     assert _mode(outside) == 0o644  # a link is not followed out of the folder
-    assert f"folder {data} was open to other users (mode 755): now 700" in proc.stderr, proc.stderr
-    assert ("readable by other users: removed their access from 5 items (models/ 2, radsight.sqlite3 1, "
-            "reports/ 2)") in proc.stderr, proc.stderr
-    assert "report-ABC" not in proc.stderr  # names below the top level may carry study identifiers
+    assert proc.stderr == f"folder {data} was open to other users (mode 755): now 700\n"  # no file names
 
     again = _radsight(data, "audit", "verify")
-    assert "other users" not in again.stderr
+    assert again.stderr == ""
+
+
+def test_repair_is_logged_by_top_level_name_only(tmp_path, caplog):
+    from viewer.core.private_files import repair_data_dir
+
+    (tmp_path / "results" / "1.2.3").mkdir(parents=True)
+    (tmp_path / "results" / "1.2.3" / "seg.dcm").write_bytes(b"")
+    (tmp_path / "results" / "1.2.3" / "seg.dcm").chmod(0o644)
+    (tmp_path / "results" / "1.2.3").chmod(0o755)
+    with caplog.at_level(logging.INFO, logger="viewer.core.private_files"):
+        assert repair_data_dir(tmp_path) == {"results/": 3}  # the folder, its subfolder, the file
+    assert "removed other users' access from 3 items (results/ 3)" in caplog.text
+    assert "1.2.3" not in caplog.text and "seg.dcm" not in caplog.text
+    assert _mode(tmp_path / "results" / "1.2.3" / "seg.dcm") == 0o600
 
 
 def test_store_outside_the_data_folder_is_private_too(tmp_path):

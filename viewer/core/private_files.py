@@ -73,10 +73,11 @@ def repair_tree(root: Path) -> Counter:
 
 
 def repair_data_dir(root: Path) -> Counter:
-    """repair_tree on the data folder, logged once as a warning when anything was looser."""
+    """repair_tree on the data folder. Logged as information, not a warning: inside a 0700 folder
+    (private_dir warns when it was not) a 0644 file is out of other users' reach, and files that
+    RadSight itself wrote under a umask of 022 since the last start are expected here."""
     repaired = repair_tree(root)
     if repaired:
         where = ", ".join(f"{name} {count}" for name, count in sorted(repaired.items()))
-        log.warning("data folder %s was readable by other users: removed their access from %d items (%s)",
-                    root, sum(repaired.values()), where)
+        log.info("data folder %s: removed other users' access from %d items (%s)", root, sum(repaired.values()), where)
     return repaired
