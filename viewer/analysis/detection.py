@@ -123,11 +123,12 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
         # The masses and the depth map run beside the blob filter, which holds the GIL in
         # scipy's Gaussian filters and so leaves the second core mostly idle.
         def masses() -> list[NoduleMeasurement]:
-            with stage("masses (beside the candidates)"):
+            with stage("masses"):
                 return find_masses(volume, lungs)
 
         found_masses = background.submit(masses)
-        depth = background.submit(_depth, lungs.lung, volume)  # from the pleura: not the region's closed dents, nor a label's margin
+        # Depth from the pleura: not the region's closed dents, nor a label's margin.
+        depth = background.submit(_depth, lungs.lung, volume)
         with stage("model lung label"):
             region = lungs.region | search_region(lung_mask.voxels, volume) if model_lung else lungs.region
         candidates: list[Candidate] = []
@@ -179,7 +180,8 @@ def detect_in_study(volume: Volume, provider: str | None = None, progress: Progr
     stage = _Stages(seconds)
     if mask is None:
         with stage("segmentation model"):
-            mask = segment(volume, registry.get(SEG_MODEL_ID), provider=provider, progress=progress, cancelled=cancelled)
+            mask = segment(volume, registry.get(SEG_MODEL_ID), provider=provider, progress=progress,
+                           cancelled=cancelled)
     t0 = time.perf_counter()
     lung_value = next((i.value for i in mask.label_info if i.name.lower() == "lung"), None)
     if lung_value is None:

@@ -227,8 +227,8 @@ def _measure(roi: Volume, point: np.ndarray, openings: tuple[float, ...]) -> Nod
     return _numbers(roi, hu, nodule, core, background, level, lung, dense)
 
 
-def _opened_core(inside: np.ndarray, depth: np.ndarray, seed, distance: np.ndarray, roi: Volume, opening: float,
-                 inscribed: float) -> np.ndarray | None:
+def _opened_core(inside: np.ndarray, depth: np.ndarray, seed, distance: np.ndarray, roi: Volume,
+                 opening: float, inscribed: float) -> np.ndarray | None:
     """The seed's structure after an opening of `opening` mm, cut to REACH inscribed radii; None
     when too much of it runs on beyond that (a vessel, not a nodule). `depth`: _distance(inside)."""
     spacing = np.array(roi.spacing)
