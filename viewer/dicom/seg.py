@@ -41,15 +41,20 @@ def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int =
                             "voxels do not map one-to-one onto source images; SEG export needs a regular series")
     if mask.labels.shape != plan.shape:
         raise RadSightError(f"mask shape {mask.labels.shape} does not match {series.label} {plan.shape}")
-    sources = [pydicom.dcmread(r.path) for r in plan.records]
+    # Headers only: highdicom copies the references and geometry, never the source pixels.
+    sources = [pydicom.dcmread(r.path, stop_before_pixels=True) for r in plan.records]
     algorithm = hd.AlgorithmIdentificationSequence(
         name=mask.model.name or mask.model.id, version=mask.model.version,
         family=codes.cid7162.ArtificialIntelligence)
     present = [info for info in mask.label_info if np.any(mask.labels.voxels == info.value)]
     if not present:
         raise RadSightError(f"model {mask.model} found nothing to segment in {series.label}; no SEG written")
-    descriptions, planes = [], []
+    descriptions = []
+    labels = mask.labels.voxels
+    top = int(labels.max())
+    numbers = np.zeros(max(top, *(info.value for info in present)) + 1, np.uint8 if len(present) < 256 else np.uint16)
     for number, info in enumerate(present, 1):
+        numbers[info.value] = number
         code = hd.sr.CodedConcept(*info.code) if info.code else hd.sr.CodedConcept("85756007", "SCT", "Tissue")
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=number, segment_label=info.name[:64],
@@ -57,13 +62,16 @@ def write_seg(mask: Mask, series: Series, path: Path | str, series_number: int =
             segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm, tracking_uid=generate_uid(), tracking_id=f"{mask.model.id}:{info.name}"[:64],
             display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in info.color))))
-        planes.append((mask.labels.voxels == info.value))
     if outside_domain:
         text = f"AI result outside the validated domain: {' '.join(outside_domain.split())}"
         for description in descriptions:
             description.SegmentDescription = text if len(text) <= ST_MAX else text[:ST_MAX - 3] + "..."
     flag = f" {OUTSIDE_FLAG}" if outside_domain else ""
-    pixel_array = np.stack(planes, axis=-1).astype(np.uint8)  # (frames, rows, cols, segments)
+    # One label map (frames, rows, cols) holding segment numbers: the labels never overlap, and
+    # highdicom then checks one maximum instead of summing a 4-D stack of one plane per segment
+    # (3.4 s and a study-sized copy per segment on a 512x512x255 CT).
+    direct = top <= len(present) and all(info.value == n for n, info in enumerate(present, 1))
+    pixel_array = labels if direct else numbers[labels]
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=pixel_array, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
