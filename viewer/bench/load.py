@@ -23,6 +23,7 @@ import numpy as np
 
 from viewer.bench.series_maker import ENCODINGS, encode_series, encoder_available, write_bench_series
 from viewer.bench.timing import median_seconds
+from viewer.core.errors import RadSightError
 from viewer.dicom import load, open_path, volume_cache
 from viewer.dicom.pixels import FrameReader, output_dtype
 
@@ -136,7 +137,7 @@ def run_load_benchmark(slices: int = 300, repeats: int = 3, workdir: str | None 
     root = Path(workdir or tempfile.mkdtemp(prefix="radsight-bench-"))
     unknown = [s for s in syntaxes if s not in ENCODINGS]
     if unknown:
-        raise ValueError(f"unknown syntax {unknown[0]!r}; choose from {', '.join(ENCODINGS)}")
+        raise RadSightError(f"unknown transfer syntax {unknown[0]!r}; choose from {', '.join(ENCODINGS)}")
     rows: dict[str, dict] = {}
     try:
         with _data_dir(root / "data"):

@@ -1,6 +1,6 @@
 """The fastest well-kept decoder per compressed transfer syntax, for one frame at a time.
 
-Chosen by measurement (`python -m viewer.bench.decoders`, one run on the shared 2-core
+Chosen by measurement (`radsight bench decoders`, one run on the shared 2-core
 machine while other jobs ran): one real 512x512 16-bit signed CT frame (COVID-19 RICORD scan)
 re-encoded per syntax, median ms per frame. "2 thr" is 2-thread throughput over 1 thread
 (noisy: the cores were shared); GIL says whether calls leave the GIL free, from a probe
