@@ -62,7 +62,7 @@ def _peak_bytes(fn: Callable[[], object]) -> tuple[int, object]:
 
 def _read_all(folder: Path) -> int:
     total = 0
-    for f in folder.iterdir():
+    for f in (p for p in folder.iterdir() if p.is_file()):
         with open(f, "rb") as fp:
             total += len(fp.read())
     return total
@@ -143,8 +143,16 @@ def run_load_benchmark(slices: int = 300, repeats: int = 3, workdir: str | None 
         with _data_dir(root / "data"):
             if series is not None:
                 folder = Path(series)
-                records = open_path(folder)[0]
-                name = records[0].first.transfer_syntax if records else "?"
+                if not folder.is_dir():
+                    raise RadSightError(f"{folder} is not a folder")
+                found = open_path(folder)[0]
+                if len(found) != 1:
+                    raise RadSightError(f"{folder} holds {len(found)} image series; name a folder with exactly one "
+                                        "(SimpleITK reads one series per folder)")
+                if any(r.path.parent != folder for r in found[0].records):
+                    raise RadSightError(f"the series' files are in subfolders of {folder}; name the folder that "
+                                        "holds them (SimpleITK reads one folder)")
+                name = found[0].first.transfer_syntax
                 log(f"measuring {folder} (median of {repeats} runs each) ...")
                 rows[name] = measure_folder(folder, repeats)
                 title = f"RadSight load benchmark: {folder}, median of {repeats}"
