@@ -15,8 +15,7 @@ import numpy as np
 
 from viewer.core.errors import DicomReadError, RadSightError, SeriesNotFoundError
 from viewer.core.volume import DisplayHints, GeometryWarning, SourceIdentity, Volume
-from viewer.dicom import volume_cache
-from viewer.dicom import decoders
+from viewer.dicom import decoders, volume_cache
 from viewer.dicom.pixels import FrameReader, output_dtype
 from viewer.dicom.scan import Progress, ScanResult, is_volume_file, scan
 from viewer.dicom.series import Series, group_series
@@ -117,25 +116,6 @@ def _read_frames(records, stack: np.ndarray, reader: FrameReader, label: str, pr
     n = len(records)
     failed: list[DicomReadError] = []
 
-    def check_cancel() -> None:
-        if cancelled is not None and cancelled():
-            raise RadSightError(f"loading {label} was cancelled")
-
-    def report(k: int) -> None:
-        if progress is not None and (k % 32 == 0 or k == n - 1):
-            progress(k + 1, n, f"reading {label}")
-
-    workers = _decode_workers(records)
-    if workers == 1:
-        for k, r in enumerate(records):
-            check_cancel()
-            try:
-                reader.read_into(r, stack[k])
-            except DicomReadError as exc:
-                failed.append(exc)
-            report(k)
-        return failed
-
     def read_one(k: int) -> DicomReadError | None:
         try:
             reader.read_into(records[k], stack[k])
@@ -143,25 +123,31 @@ def _read_frames(records, stack: np.ndarray, reader: FrameReader, label: str, pr
             return exc
         return None
 
-    # A bounded window of submitted frames: a cancel stops within a few frames.
-    window = workers * 4
+    workers = _decode_workers(records)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radsight-decode") if workers > 1 else None
+    window = workers * 4  # frames submitted ahead: a cancel stops within a few frames
     pending: deque = deque()
     next_k = 0
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="radsight-decode")
     try:
         for k in range(n):
-            while next_k < n and len(pending) < window:
-                pending.append(pool.submit(read_one, next_k))
-                next_k += 1
-            error = pending.popleft().result()
+            if cancelled is not None and cancelled():
+                raise RadSightError(f"loading {label} was cancelled")
+            if pool is None:
+                error = read_one(k)
+            else:
+                while next_k < n and len(pending) < window:
+                    pending.append(pool.submit(read_one, next_k))
+                    next_k += 1
+                error = pending.popleft().result()
             if error is not None:
                 failed.append(error)
-            report(k)
-            check_cancel()
+            if progress is not None and (k % 32 == 0 or k == n - 1):
+                progress(k + 1, n, f"reading {label}")
     finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
     return failed
 
 
