@@ -38,8 +38,9 @@ def chain_unhashed(db: sqlite3.Connection) -> None:
     previous = None
     for row in db.execute("SELECT id, hash, " + ", ".join(FIELDS) + " FROM audit_log ORDER BY id").fetchall():
         if row[1] is None:
-            db.execute("UPDATE audit_log SET hash = ? WHERE id = ?", (link(previous, content(row[2:])), row[0]))
-            previous = link(previous, content(row[2:]))
+            hashed = link(previous, content(row[2:]))
+            db.execute("UPDATE audit_log SET hash = ? WHERE id = ?", (hashed, row[0]))
+            previous = hashed
         else:
             previous = row[1]
 
