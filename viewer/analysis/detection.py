@@ -120,8 +120,8 @@ def detect_nodules(volume: Volume, lung_mask: Volume | None = None, nodule_proba
                              "(is this a chest CT? is the lung in the field of view?)")
     say(0, 1, "looking for masses and candidates")
     with ThreadPoolExecutor(1) as background:
-        # The masses and the depth map run beside the blob filter, which holds the GIL in
-        # scipy's Gaussian filters and so leaves the second core mostly idle.
+        # The masses and the depth map run beside the blob filter, whose steps other than the
+        # Gaussian passes (two threads) run on one core.
         def masses() -> list[NoduleMeasurement]:
             with stage("masses"):
                 return find_masses(volume, lungs)
